@@ -1,0 +1,4 @@
+"""mqttmesh: a clustered MQTT broker."""
+
+__version__ = "0.1.0"
+
