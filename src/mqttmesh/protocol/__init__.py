@@ -1,0 +1,1 @@
+"""mqttmesh.protocol."""
