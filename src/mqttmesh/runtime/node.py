@@ -1,0 +1,303 @@
+"""Node: the composition root of one mqttmesh process (broker, listeners, timers, $SYS).
+
+Theory of operation
+-------------------
+``await Node(settings).run()`` builds everything from ``Settings`` and runs until
+``node.stop()`` (the CLI calls it on SIGTERM / Ctrl-C):
+
+1. ``BrokerConfig`` from ``settings.node.name`` + ``settings.mqtt.*``; ``Broker(config,
+   cluster=hooks)`` where ``hooks`` come from the cluster service (None when standalone).
+2. Every enabled listener is bound. A listener that cannot bind raises
+   ``ListenerBindError`` ("listener tcp:default cannot bind 0.0.0.0:1883: address already in
+   use") after closing the ones already bound; nothing else has started, no pid file.
+3. In the Node's ``TaskGroup``: the broker timer (``broker.tick(now)`` at the deadline it
+   returns, at least once a second), the ``$SYS`` publisher, and the cluster service.
+4. ``<data_dir>/mqttmesh.pid`` is written (contract with ``mqttmesh start``: it appears once
+   every listener is bound) and "node started" is logged with the listeners.
+
+``stop()`` is synchronous and safe from a signal handler; it returns a future that is done
+when ``run()`` has finished, so callers may await it or not. Shutdown: stop accepting, close
+every client (the broker sends MQTT 5 clients DISCONNECT 0x8B "server shutting down"),
+wait briefly for the sockets to go, stop the tasks, remove the pid file, return.
+
+Cluster plug-in point: ``Node(settings, cluster=service)``, or ``Node.cluster_factory`` (a
+callable ``settings -> ClusterService | None``, None by default = standalone). A
+``ClusterService`` provides ``hooks`` (the broker's ``ClusterHooks``), ``async start(broker,
+task_group)`` (bind peer ports, spawn its tasks in the Node's TaskGroup) and ``async
+stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+from mqttmesh import __version__
+from mqttmesh.runtime.client_link import FlushScheduler
+from mqttmesh.runtime.listeners import Listener, ListenerBindError, describe, listener_specs
+from mqttmesh.runtime.sys_topics import SysPublisher
+
+__all__ = ["Node", "ClusterService", "build_broker_config"]
+
+log = logging.getLogger("mqttmesh.node")
+
+TICK_MAX_INTERVAL = 1.0
+"""The broker timer runs at least this often (seconds)."""
+SHUTDOWN_GRACE = 2.0
+"""How long stop() waits for client sockets to close before aborting them."""
+
+
+class ClusterService(Protocol):
+    """What the cluster layer plugs into a Node (see the module docstring)."""
+
+    hooks: Any  # broker.ClusterHooks
+
+    async def start(self, broker: Any, task_group: asyncio.TaskGroup) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# For a config field that is None in Settings ("infinity") but not optional in BrokerConfig.
+_UNLIMITED = {"max_awaiting_rel": 65535}
+
+
+def build_broker_config(settings: Any) -> Any:
+    """BrokerConfig from Settings: node name + every ``mqtt.*`` key BrokerConfig knows."""
+    from mqttmesh.broker import BrokerConfig
+
+    values: dict[str, Any] = {}
+    mqtt = getattr(settings, "mqtt", None)
+    for f in dataclasses.fields(BrokerConfig):
+        if f.name == "node_name":
+            values["node_name"] = settings.node.name
+            continue
+        if mqtt is None or not hasattr(mqtt, f.name):
+            continue
+        value = getattr(mqtt, f.name)
+        if value is None and "None" not in str(f.type):
+            value = _UNLIMITED.get(f.name, 2**31 - 1)
+        values[f.name] = value
+    return BrokerConfig(**values)
+
+
+class Node:
+    """One mqttmesh node. ``await run()`` until ``stop()``."""
+
+    cluster_factory: ClassVar[Callable[[Any], ClusterService | None] | None] = None
+    """Where the cluster service plugs in: settings -> ClusterService (None: standalone)."""
+
+    def __init__(self, settings: Any, cluster: ClusterService | None = None) -> None:
+        self.settings = settings
+        self.cluster: ClusterService | None = cluster
+        self.broker: Any = None
+        self.listeners: list[Listener] = []
+        self.scheduler: FlushScheduler | None = None
+        self.started_at: float | None = None  # loop.time() once running
+        self._stop_requested = False
+        self._stop_event: asyncio.Event | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_wakeup: asyncio.Event | None = None
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.settings.node.name)
+
+    @property
+    def pid_file(self) -> str:
+        return os.path.join(self.settings.node.data_dir, "mqttmesh.pid")
+
+    def stop(self) -> asyncio.Future[None] | None:
+        """Ask the node to stop (idempotent, safe from a signal handler).
+
+        Returns a future done once ``run()`` has returned (None when called outside an
+        event loop before ``run()``); awaiting it is optional.
+        """
+        self._stop_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._done is None:
+            loop = self._loop or _running_loop()
+            if loop is None:
+                return None
+            self._done = loop.create_future()
+            if self._loop is None:
+                self._done.set_result(None)  # run() not started: nothing to wait for
+        return self._done
+
+    async def wait_started(self) -> None:
+        """Return once the listeners are bound and the pid file written."""
+        while self.started_at is None:
+            await asyncio.sleep(0.01)
+
+    async def run(self) -> None:
+        """Run the node until ``stop()``. Raises ListenerBindError if a port is taken."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop_event = asyncio.Event()
+        if self._done is None:
+            self._done = loop.create_future()
+        if self._stop_requested:
+            self._stop_event.set()
+        _ensure_logging(self.settings)
+        try:
+            await self._run(loop)
+        finally:
+            if not self._done.done():
+                self._done.set_result(None)
+
+    # -- internals -------------------------------------------------------------------------
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        from mqttmesh.broker import Broker
+
+        for warning in getattr(self.settings, "warnings", ()) or ():
+            log.warning("%s", warning)
+        if self.cluster is None and Node.cluster_factory is not None:
+            self.cluster = Node.cluster_factory(self.settings)
+        hooks = self.cluster.hooks if self.cluster is not None else None
+        self.broker = Broker(build_broker_config(self.settings), cluster=hooks)
+        self.scheduler = FlushScheduler(loop)
+        await self._bind_listeners(loop)
+        assert self._stop_event is not None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                timer = tg.create_task(self._timer_loop(loop), name="broker-timer")
+                sys_task = None
+                interval = getattr(getattr(self.settings, "sys_topics", None),
+                                   "sys_msg_interval", None)
+                self.started_at = loop.time()
+                if interval:
+                    publisher = SysPublisher(self, float(interval))
+                    sys_task = tg.create_task(publisher.run(loop), name="sys-publisher")
+                if self.cluster is not None:
+                    await self.cluster.start(self.broker, tg)
+                self._write_pid_file()
+                log.info(
+                    "node started: %s %s, listeners: %s",
+                    self.name, __version__, describe(self.listeners) or "none",
+                )
+                await self._stop_event.wait()
+                log.info("node stopping: %s", self.name)
+                await self._shutdown(loop)
+                timer.cancel()
+                if sys_task is not None:
+                    sys_task.cancel()
+        finally:
+            for listener in self.listeners:
+                listener.stop_accepting()
+            self._remove_pid_file()
+        log.info("node stopped: %s", self.name)
+
+    async def _bind_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.scheduler is not None
+        for spec in listener_specs(self.settings):
+            if not spec.enable:
+                continue
+            listener = Listener(spec, self.broker, loop, self.scheduler)
+            try:
+                await listener.start()
+            except ListenerBindError as exc:
+                log.error("%s", exc)
+                for started in self.listeners:
+                    started.stop_accepting()
+                raise
+            self.listeners.append(listener)
+
+    async def _timer_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        broker = self.broker
+        while True:
+            now = loop.time()
+            try:
+                deadline = broker.tick(now)
+            except Exception:
+                log.exception("broker timer failed")
+                deadline = None
+            delay = TICK_MAX_INTERVAL
+            if deadline is not None:
+                delay = min(max(deadline - loop.time(), 0.0), TICK_MAX_INTERVAL)
+            await asyncio.sleep(delay)
+
+    async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        for listener in self.listeners:
+            listener.stop_accepting()
+        if self.cluster is not None:
+            try:
+                await self.cluster.stop()
+            except Exception:
+                log.exception("cluster service failed to stop")
+        links = [link for listener in self.listeners for link in list(listener.links)]
+        shutdown = getattr(self.broker, "shutdown", None)
+        if callable(shutdown):
+            # The broker closes every channel (v5: DISCONNECT 0x8B) through its outlets.
+            try:
+                shutdown(loop.time())
+            except Exception:
+                log.exception("broker shutdown failed")
+        for link in links:
+            link.close()
+        deadline = loop.time() + SHUTDOWN_GRACE
+        while loop.time() < deadline and any(lst.links for lst in self.listeners):
+            await asyncio.sleep(0.02)
+        for listener in self.listeners:
+            for link in list(listener.links):
+                link.abort()
+            await listener.wait_closed()
+
+    def _write_pid_file(self) -> None:
+        path = self.pid_file
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+
+    def _remove_pid_file(self) -> None:
+        path = self.pid_file
+        with contextlib.suppress(OSError):
+            with open(path, encoding="ascii") as fh:
+                if fh.read().strip() != str(os.getpid()):
+                    return  # not ours
+            os.unlink(path)
+
+    def uptime(self) -> float:
+        if self.started_at is None or self._loop is None:
+            return 0.0
+        return self._loop.time() - self.started_at
+
+    def dropped_backpressure(self) -> int:
+        return self.scheduler.dropped_qos0 if self.scheduler is not None else 0
+
+    def connection_count(self) -> int:
+        return sum(len(listener.links) for listener in self.listeners)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _ensure_logging(settings: Any) -> None:
+    """If nobody configured logging (the CLI normally does), log to stderr."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    level_name = "info"
+    console = getattr(getattr(settings, "log", None), "console", None)
+    if console is not None:
+        level_name = str(getattr(console, "level", "info"))
+    level = {
+        "debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+        "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
+        "alert": logging.CRITICAL, "emergency": logging.CRITICAL,
+    }.get(level_name.lower(), logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+    )
