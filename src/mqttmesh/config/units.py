@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ def parse_duration(key: str, value: object, *, allow_infinity: bool = False,
         raise ConfigError(key, value, "expected a duration such as 30s, 5m, 1h")
     elif isinstance(value, (int, float)):
         seconds = float(value)
+        if not math.isfinite(seconds):
+            raise ConfigError(key, value, "expected a finite duration")
     elif isinstance(value, str):
         text = value.strip().lower()
         if allow_infinity and text in _INFINITY_WORDS:
@@ -82,10 +85,8 @@ def parse_duration(key: str, value: object, *, allow_infinity: bool = False,
 def _parse_duration_text(key: str, value: str, text: str) -> float:
     if text.startswith("-"):
         raise ConfigError(key, value, "a duration cannot be negative")
-    try:
+    if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    except ValueError:
-        pass
     pos = 0
     total = 0.0
     compact = text.replace(" ", "")
@@ -173,6 +174,8 @@ def parse_float(key: str, value: object, *, minimum: float | None = None) -> flo
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(key, value, "expected a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(key, value, "expected a finite number")
     if minimum is not None and number < minimum:
         raise ConfigError(key, value, f"must be at least {minimum}")
     return number
