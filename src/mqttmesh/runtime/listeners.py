@@ -35,14 +35,19 @@ LISTENER_TYPES = ("tcp", "ssl", "ws", "wss")
 _DEFAULT_PORTS = {"tcp": 1883, "ssl": 8883, "ws": 8083, "wss": 8084}
 
 
-class ListenerBindError(MqttMeshError):
-    """A listener could not bind its address (port in use, address not available)."""
+class ListenerBindError(MqttMeshError, OSError):
+    """A listener could not bind its address (port in use, address not available).
 
-    def __init__(self, listener: str, address: str, reason: str) -> None:
+    Also an ``OSError`` (with the original errno) so callers that treat start-up socket
+    errors as "cannot start" (the CLI does) print its one-line message.
+    """
+
+    def __init__(self, listener: str, address: str, reason: str, errno_: int = 0) -> None:
+        OSError.__init__(self, f"listener {listener} cannot bind {address}: {reason}")
+        self.errno = errno_ or None
         self.listener = listener
         self.address = address
         self.reason = reason
-        super().__init__(f"listener {listener} cannot bind {address}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +257,7 @@ class Listener:
                 errno.EADDRNOTAVAIL: "address not available",
                 errno.EACCES: "permission denied",
             }.get(exc.errno or 0, exc.strerror or str(exc))
-            raise ListenerBindError(spec.id, spec.address, reason) from exc
+            raise ListenerBindError(spec.id, spec.address, reason, exc.errno or 0) from exc
 
     def admit(self, link: ClientLink) -> bool:
         limit = self.spec.max_connections

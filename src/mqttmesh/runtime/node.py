@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from mqttmesh import __version__
+from mqttmesh.logs import log_event
 from mqttmesh.runtime.client_link import FlushScheduler
 from mqttmesh.runtime.listeners import Listener, ListenerBindError, describe, listener_specs
 from mqttmesh.runtime.sys_topics import SysPublisher
@@ -156,8 +157,6 @@ class Node:
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         from mqttmesh.broker import Broker
 
-        for warning in getattr(self.settings, "warnings", ()) or ():
-            log.warning("%s", warning)
         if self.cluster is None and Node.cluster_factory is not None:
             self.cluster = Node.cluster_factory(self.settings)
         hooks = self.cluster.hooks if self.cluster is not None else None
@@ -178,12 +177,12 @@ class Node:
                 if self.cluster is not None:
                     await self.cluster.start(self.broker, tg)
                 self._write_pid_file()
-                log.info(
-                    "node started: %s %s, listeners: %s",
-                    self.name, __version__, describe(self.listeners) or "none",
+                log_event(
+                    log, "info", "node started", node=self.name, version=__version__,
+                    listeners=describe(self.listeners) or "none",
                 )
                 await self._stop_event.wait()
-                log.info("node stopping: %s", self.name)
+                log_event(log, "info", "node stopping", node=self.name)
                 await self._shutdown(loop)
                 timer.cancel()
                 if sys_task is not None:
@@ -192,7 +191,6 @@ class Node:
             for listener in self.listeners:
                 listener.stop_accepting()
             self._remove_pid_file()
-        log.info("node stopped: %s", self.name)
 
     async def _bind_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.scheduler is not None
@@ -203,7 +201,8 @@ class Node:
             try:
                 await listener.start()
             except ListenerBindError as exc:
-                log.error("%s", exc)
+                log_event(log, "error", "listener cannot bind", listener=exc.listener,
+                          address=exc.address, reason=exc.reason)
                 for started in self.listeners:
                     started.stop_accepting()
                 raise

@@ -35,6 +35,8 @@ _KNOWN = {
     "retained": "stats/retained/count",
     "topics": "stats/topics/count",
     "routes": "stats/routes/count",
+    "shared_subscriptions": "stats/subscriptions/shared/count",
+    "messages_forwarded": "metrics/messages/forward",
     "messages_in": "metrics/messages/received",
     "messages_received": "metrics/messages/received",
     "messages_out": "metrics/messages/sent",
