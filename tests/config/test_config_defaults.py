@@ -133,6 +133,23 @@ def test_example_file_loads_to_the_defaults() -> None:
     assert not [w for w in from_file.warnings if "unknown" in w]
 
 
+def test_example_file_uncommented_gives_the_defaults(tmp_path: Path) -> None:
+    lines = (REPO / "etc" / "mqttmesh.conf").read_text().splitlines()
+    active = [line[2:] for line in lines if line.startswith("# ") and " = " in line]
+    conf = tmp_path / "all.conf"
+    conf.write_text("\n".join(active) + "\n")
+    from_file = load_settings(str(conf), env={})
+    builtin = load_settings(env={})
+    assert from_file.node == builtin.node
+    assert from_file.mqtt == builtin.mqtt
+    assert from_file.cluster == builtin.cluster
+    assert from_file.listeners == builtin.listeners
+    assert from_file.dashboard == builtin.dashboard
+    assert from_file.log == builtin.log
+    assert from_file.sys_topics == builtin.sys_topics
+    assert not [w for w in from_file.warnings if "unknown" in w]
+
+
 def test_default_path_used_only_if_it_exists(tmp_path: Path) -> None:
     assert load_settings(env={}).config_file is None
     (tmp_path / "etc").mkdir()

@@ -89,15 +89,21 @@ def test_unknown_listener_type(tmp_path: Path) -> None:
     assert info.value.key == "listeners.quic"
 
 
-def test_explicitly_enabled_tls_listener_needs_a_certificate(tmp_path: Path) -> None:
+def test_named_tls_listener_needs_a_certificate(tmp_path: Path) -> None:
     conf = tmp_path / "bad.conf"
-    conf.write_text("listeners.ssl.default.enable = true\n")
+    conf.write_text("listeners.wss.other.bind = 9000\n")
     with pytest.raises(ConfigError) as info:
         load_settings(str(conf), env={})
-    assert info.value.key == "listeners.ssl.default.ssl_options.certfile"
-    conf.write_text("listeners.wss.other.bind = 9000\n")
-    with pytest.raises(ConfigError):
-        load_settings(str(conf), env={})
+    assert info.value.key == "listeners.wss.other.ssl_options.certfile"
+
+
+def test_default_tls_listener_without_certificate_is_skipped(tmp_path: Path) -> None:
+    conf = tmp_path / "a.conf"
+    conf.write_text("listeners.ssl.default.enable = true\n")
+    s = load_settings(str(conf), env={})
+    ssl = s.listener("ssl")
+    assert ssl is not None and not ssl.enable
+    assert any("ssl:default skipped" in w for w in s.warnings)
 
 
 def test_dist_port_range_order(tmp_path: Path) -> None:

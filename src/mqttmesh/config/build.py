@@ -320,7 +320,7 @@ def _listener(type_: str, name: str, user: dict[str, Any],
                                               get("ssl_options.fail_if_no_peer_cert")),
             server_name_indication=None)
         if enable and not (ssl_options.certfile and ssl_options.keyfile):
-            if name == "default" and _lookup(user, "enable") is _MISSING:
+            if name == "default":
                 # SPEC: enabled by default, but a node with no certificate must start.
                 warnings.append(f"listener {type_}:{name} skipped: {p}.ssl_options.certfile "
                                 "and keyfile are not set")
