@@ -1,0 +1,230 @@
+"""Broker: one node's pub/sub engine — channels, sessions, routing, retained messages, timers.
+
+Sans-IO: time is the `now` argument (monotonic seconds) and bytes leave through the
+Outlets that runtime gives to `open_channel`. Timers live in one heap of
+(deadline, seq, owner); an owner (Channel or Session) remembers the deadline of its live
+entry in `_timer_at`, so a superseded entry is recognised and skipped when popped, and
+`owner.on_timer(now)` returns the owner's next deadline (or None).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Protocol
+
+from mqttmesh.broker.channel import Channel
+from mqttmesh.broker.config import BrokerConfig
+from mqttmesh.broker.dispatch import ClusterHooks, Dispatcher
+from mqttmesh.broker.message import Message
+from mqttmesh.broker.retained import RetainedStore
+from mqttmesh.broker.session import Outlet, Session
+from mqttmesh.broker.sessions import SessionRegistry
+from mqttmesh.broker.stats import BrokerStats, Counters
+from mqttmesh.protocol.packets import Connect, Will
+
+__all__ = ["Broker", "Authenticator"]
+
+Authenticator = Callable[[Connect], int]
+"""`authenticate(connect) -> reason code`: 0 accepts; e.g. 0x86 / 0x87 refuse (CONNACK)."""
+
+
+class _TimerOwner(Protocol):
+    _timer_at: float | None
+
+    def on_timer(self, now: float) -> float | None: ...
+
+
+class Broker:
+    """The broker engine of one node.
+
+    Args:
+        config: limits and features (`BrokerConfig`).
+        cluster: the cluster layer's hooks, None when standalone.
+        authenticate: called with every CONNECT; returns 0 to accept or an MQTT 5 reason
+            code to refuse with (mapped to a 3.1.1 return code for 3.x clients).
+        rng: randomness for shared-subscription strategies (tests pass a seeded one).
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        cluster: ClusterHooks | None = None,
+        authenticate: Authenticator | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.authenticate = authenticate
+        self.counters = Counters()
+        self.dispatcher = Dispatcher(config, self.counters, cluster, rng or random.Random())
+        self.retained = RetainedStore()
+        self.sessions = SessionRegistry(self)
+        self.channels: set[Channel] = set()
+        self.connections = 0
+        self._timers: list[tuple[float, int, _TimerOwner]] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+
+    # -- runtime API ------------------------------------------------------------------------
+
+    def open_channel(self, outlet: Outlet, peer: str, listener: str, now: float) -> Channel:
+        """A new network connection: returns the Channel that runtime feeds bytes to."""
+        channel = Channel(self, outlet, peer, listener, now)
+        self.channels.add(channel)
+        self.schedule(channel, now + self.config.idle_timeout)
+        return channel
+
+    def tick(self, now: float) -> float | None:
+        """Run every timer due at `now`; returns the next deadline (None: no timer)."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, owner = heapq.heappop(timers)
+            if owner._timer_at != at:
+                continue  # superseded by an earlier deadline
+            owner._timer_at = None
+            nxt = owner.on_timer(now)
+            if nxt is not None:
+                self.schedule(owner, nxt)
+        while timers and timers[0][2]._timer_at != timers[0][0]:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def schedule(self, owner: _TimerOwner, at: float) -> None:
+        """Make sure `owner.on_timer` runs no later than `at`."""
+        current = owner._timer_at
+        if current is not None and current <= at:
+            return
+        owner._timer_at = at
+        heapq.heappush(self._timers, (at, next(self._seq), owner))
+
+    def publish(self, message: Message, now: float) -> int:
+        """A message published on this node (a client, a will, $SYS): store it if retained,
+        hand it to the cluster, dispatch it locally; returns local deliveries."""
+        if not message.id:
+            message.id = next(self._ids)
+        if message.sender_node is None:
+            message.sender_node = self.config.node_name
+        if message.retain and self.config.retain_available:
+            self.retained.set(message)  # [MQTT-3.3.1-5]
+        if self.cluster is not None:
+            self.cluster.forward(message)
+            self.counters.messages_forwarded += 1
+        return self.dispatcher.dispatch(message, now)
+
+    def dispatch_remote(self, message: Message, now: float) -> int:
+        """A message forwarded by a peer: dispatch to local subscribers only.
+
+        Retained messages are not stored here: replicating the retained store is the
+        cluster layer's job (`broker.retained.set` / `.delete`).
+        """
+        if not message.id:
+            message.id = next(self._ids)
+        self.counters.messages_from_peers += 1
+        return self.dispatcher.dispatch(message, now)
+
+    def local_filters(self) -> Iterable[str]:
+        """Real filters (``$share/g/a/b`` counts as ``a/b``) with a local subscription."""
+        return self.dispatcher.filters()
+
+    def statistics(self) -> BrokerStats:
+        c = self.counters
+        return BrokerStats(
+            connections=self.connections,
+            channels=len(self.channels),
+            sessions=len(self.sessions),
+            subscriptions=self.dispatcher.subscriptions,
+            shared_subscriptions=self.dispatcher.shared_subscriptions,
+            routes=len(self.dispatcher.trie),
+            retained=len(self.retained),
+            messages_received=c.messages_received,
+            messages_sent=c.messages_sent,
+            messages_dropped=c.messages_dropped,
+            messages_forwarded=c.messages_forwarded,
+            messages_from_peers=c.messages_from_peers,
+            bytes_received=c.bytes_received,
+            bytes_sent=c.bytes_sent,
+        )
+
+    def shutdown(self, now: float) -> None:
+        """Close every connection (MQTT 5: DISCONNECT 0x8B server shutting down)."""
+        for channel in list(self.channels):
+            channel.kick(0x8B, now)
+
+    def kick(self, client_id: str, now: float) -> bool:
+        """Close a client's connection (v5: DISCONNECT 0x98 administrative action)."""
+        session = self.sessions.get(client_id)
+        if session is None or session.channel is None:
+            return False
+        session.channel.kick(0x98, now)
+        return True
+
+    # -- used by Channel and Session ----------------------------------------------------------
+
+    def next_message_id(self) -> int:
+        return next(self._ids)
+
+    def write(self, outlet: Outlet | None, data: bytes) -> None:
+        """Write a control packet (counted in bytes_sent)."""
+        if outlet is not None:
+            outlet.write(data)
+            self.counters.bytes_sent += len(data)
+
+    def detach(self, session: Session, will: Will | None, now: float) -> None:
+        """The session's connection is gone: start its will delay / expiry, or end it."""
+        session.channel = None
+        session.outlet = None
+        if will is not None:
+            session.pending_will = will
+            delay = will.properties.will_delay_interval or 0
+            if delay and session.expiry_interval:
+                session.will_at = now + delay  # [MQTT-3.1.3-9]
+            else:
+                self.publish_will(session, now)
+        if session.expiry_interval == 0:
+            self.end_session(session, now)
+            return
+        if session.expiry_interval != float("inf"):
+            session.expire_at = now + session.expiry_interval
+        deadlines = [t for t in (session.will_at, session.expire_at) if t is not None]
+        if deadlines:
+            self.schedule(session, min(deadlines))
+
+    def publish_will(self, session: Session, now: float) -> None:
+        """Publish the session's pending will message [MQTT-3.1.2-8]."""
+        will = session.pending_will
+        session.pending_will = None
+        session.will_at = None
+        if will is None:
+            return
+        props = will.properties
+        if props.will_delay_interval is not None:
+            props = replace(props, will_delay_interval=None)
+        expiry = props.message_expiry_interval
+        self.publish(
+            Message(
+                will.topic, will.payload, will.qos, will.retain, props, session.client_id,
+                self.config.node_name, None if expiry is None else now + expiry,
+                next(self._ids),
+            ),
+            now,
+        )
+
+    def end_session(self, session: Session, now: float) -> None:
+        """The session ends: publish a pending will, drop its subscriptions and state."""
+        if session.pending_will is not None:
+            self.publish_will(session, now)
+        if session.subscriptions:
+            for sub in session.subscriptions.values():
+                self.dispatcher.remove(sub)
+            session.subscriptions = None
+        if session.queue:
+            self.counters.messages_dropped += len(session.queue)
+        session.queue = None
+        session.inflight = None
+        session.awaiting_rel = None
+        session.expire_at = None
+        self.sessions.remove(session)

@@ -1,0 +1,388 @@
+"""Channel: one client network connection — decode its bytes and act on each packet.
+
+States: CONNECTING (until a valid CONNECT is accepted) -> CONNECTED -> CLOSED.
+Replies and deliveries are written straight to the connection's Outlet (the documented
+fast path of architecture.md); protocol errors raised by the decoder or by the checks
+here become CONNACK / DISCONNECT with the error's reason code (MQTT 5) or a plain close
+(3.x), and never escape `handle_data`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from mqttmesh.broker.message import Message
+from mqttmesh.broker.session import PUBACK, PUBCOMP, PUBREC, Outlet, Session, encode_ack
+from mqttmesh.broker.subscribe import send_retained, subscribe, unsubscribe
+from mqttmesh.errors import RemoteProtocolError
+from mqttmesh.protocol import Decoder, encode
+from mqttmesh.protocol.packets import (
+    Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
+    SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+)
+from mqttmesh.protocol.properties import NO_PROPERTIES, Properties
+
+if TYPE_CHECKING:
+    from mqttmesh.broker.broker import Broker
+
+__all__ = ["Channel", "ChannelState"]
+
+PINGRESP = b"\xd0\x00"
+NEVER_EXPIRES = 0xFFFFFFFF
+
+# MQTT 5 CONNACK reason code -> MQTT 3.1.1 CONNACK return code (§3.2.2.3)
+_V3_CONNACK = {
+    0x84: 0x01, 0x85: 0x02, 0x86: 0x04, 0x87: 0x05, 0x8C: 0x05, 0x88: 0x03, 0x89: 0x03,
+    0x97: 0x03, 0x9F: 0x03, 0x80: 0x03,
+}
+
+
+class ChannelState(IntEnum):
+    CONNECTING = 0
+    CONNECTED = 1
+    CLOSED = 2
+
+
+CONNECTING, CONNECTED, CLOSED = ChannelState
+
+
+class Channel:
+    """One MQTT connection of the broker (runtime feeds it bytes)."""
+
+    __slots__ = (
+        "broker", "outlet", "peer", "listener", "decoder", "state", "session", "version",
+        "client_id", "keep_alive", "last_activity", "opened_at", "will", "aliases",
+        "_timer_at",
+    )
+
+    def __init__(self, broker: Broker, outlet: Outlet, peer: str, listener: str, now: float) -> None:
+        self.broker = broker
+        self.outlet = outlet
+        self.peer = peer
+        self.listener = listener
+        self.decoder = Decoder("server", max_packet_size=broker.config.max_packet_size)
+        self.state = CONNECTING
+        self.session: Session | None = None
+        self.version = 0
+        self.client_id: str | None = None
+        self.keep_alive = 0.0
+        self.last_activity = now
+        self.opened_at = now
+        self.will: Will | None = None
+        self.aliases: dict[int, str] | None = None
+        self._timer_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Channel({self.client_id!r}, {self.peer}, {self.state.name})"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is CLOSED
+
+    # -- input ------------------------------------------------------------------------------
+
+    def handle_data(self, data: bytes, now: float) -> None:
+        """Bytes from the network (b"" = EOF, an unclean close)."""
+        if self.state is CLOSED:
+            return
+        if not data:
+            self._close(now, publish_will=True)
+            return
+        self.last_activity = now
+        self.broker.counters.bytes_received += len(data)
+        try:
+            for packet in self.decoder.feed(data):
+                if packet.__class__ is Publish:
+                    self._on_publish(packet, now)  # type: ignore[arg-type]
+                else:
+                    _HANDLERS[packet.__class__](self, packet, now)
+                if self.state is CLOSED:
+                    return
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc, now)
+
+    def handle_closed(self, now: float) -> None:
+        """The network connection is gone (if we did not close it: an unclean close)."""
+        self._close(now, publish_will=True)
+
+    def kick(self, reason_code: int, now: float) -> None:
+        """Close from the server side: MQTT 5 gets DISCONNECT with the reason code first
+        (0x8E session taken over, 0x8B server shutting down, 0x98 administrative)."""
+        if self.state is CLOSED:
+            return
+        if self.state is CONNECTED and self.version == 5:
+            self._write(encode(Disconnect(reason_code), 5))
+        self._close(now, publish_will=True)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        self.outlet.write(data)
+        self.broker.counters.bytes_sent += len(data)
+
+    def _close(self, now: float, publish_will: bool) -> None:
+        if self.state is CLOSED:
+            return
+        was = self.state
+        self.state = CLOSED
+        self.outlet.close()
+        broker = self.broker
+        broker.channels.discard(self)
+        if was is CONNECTED:
+            broker.connections -= 1
+            session = self.session
+            will, self.will = self.will, None
+            if session is not None and session.channel is self:
+                broker.detach(session, will if publish_will else None, now)
+
+    def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None:
+        code = exc.reason_code
+        if self.state is CONNECTING:
+            version = self.decoder.protocol_version or getattr(exc, "protocol_version", None)
+            if version == 5:
+                self._write(encode(ConnAck(False, code), 5))
+            else:
+                v3_code = getattr(exc, "connack_code", None)
+                if v3_code:
+                    self._write(bytes((0x20, 2, 0, v3_code)))
+            self._close(now, publish_will=False)
+            return
+        if self.version == 5:
+            self._write(encode(Disconnect(code), 5))
+        self._close(now, publish_will=True)
+
+    # -- CONNECT / DISCONNECT ---------------------------------------------------------------
+
+    def _refuse(self, reason_code: int, now: float) -> None:
+        """CONNACK with a failure code, then close [MQTT-3.2.2-7]."""
+        if self.version == 5:
+            self._write(encode(ConnAck(False, reason_code), 5))
+        else:
+            self._write(bytes((0x20, 2, 0, _V3_CONNACK.get(reason_code, 0x03))))
+        self._close(now, publish_will=False)
+
+    def _on_connect(self, p: Connect, now: float) -> None:
+        if self.state is not CONNECTING:
+            raise RemoteProtocolError("second CONNECT", 0x82)  # [MQTT-3.1.0-2]
+        broker = self.broker
+        config = broker.config
+        v = self.version = p.protocol_version
+        props = p.properties
+        if v == 5 and props.authentication_method is not None:
+            return self._refuse(0x8C, now)  # enhanced authentication is not supported
+        client_id = p.client_id
+        assigned = None
+        if len(client_id) > config.max_clientid_len:
+            return self._refuse(0x85, now)
+        if not client_id:
+            if v < 5 and not p.clean_start:
+                return self._refuse(0x85, now)  # [MQTT-3.1.3-8] -> 0x02
+            client_id = assigned = broker.sessions.assign_client_id()  # [MQTT-3.1.3-6]
+        will = p.will
+        if will is not None:
+            if will.qos > config.max_qos_allowed:
+                return self._refuse(0x9B, now)  # [MQTT-3.2.2-12]
+            if will.retain and not config.retain_available:
+                return self._refuse(0x9A, now)  # [MQTT-3.2.2-13]
+        if broker.authenticate is not None:
+            code = broker.authenticate(p)
+            if code:
+                return self._refuse(code, now)
+        existing = broker.sessions.get(client_id)
+        if existing is not None and existing.channel is not None:
+            existing.channel.kick(0x8E, now)  # [MQTT-3.1.4-3] takeover
+        session, present = broker.sessions.open(client_id, p.clean_start, v, now)
+        if v == 5:
+            expiry = props.session_expiry_interval or 0
+            session.expiry_interval = float("inf") if expiry == NEVER_EXPIRES else expiry
+            session.inflight_max = min(config.max_inflight, props.receive_maximum or 65535)
+            session.their_max_packet_size = props.maximum_packet_size or (1 << 62)
+        else:
+            session.expiry_interval = 0 if p.clean_start else config.session_expiry_interval
+            session.inflight_max = config.max_inflight
+            session.their_max_packet_size = 1 << 62
+        keep_alive = p.keep_alive
+        if v == 5 and config.server_keepalive is not None:
+            keep_alive = config.server_keepalive  # [MQTT-3.2.2-21]
+        self.keep_alive = keep_alive * config.keepalive_multiplier
+        self.client_id = client_id
+        self.session = session
+        self.will = will
+        self.state = CONNECTED
+        session.channel = self
+        session.outlet = self.outlet
+        broker.connections += 1
+        self._write(self._connack(present, assigned))
+        if present:
+            session.resume(now)
+        deadline = self._next_deadline(now)
+        if deadline is not None:
+            broker.schedule(self, deadline)
+
+    def _connack(self, present: bool, assigned: str | None) -> bytes:
+        if self.version < 5:
+            return bytes((0x20, 2, 1 if present else 0, 0))  # [MQTT-3.2.2-2]
+        config = self.broker.config
+        props = Properties(
+            receive_maximum=min(max(config.max_awaiting_rel, 1), 65535),
+            maximum_qos=config.max_qos_allowed if config.max_qos_allowed < 2 else None,
+            retain_available=int(config.retain_available),
+            maximum_packet_size=config.max_packet_size,
+            assigned_client_identifier=assigned,
+            topic_alias_maximum=config.max_topic_alias,
+            wildcard_subscription_available=int(config.wildcard_subscription),
+            subscription_identifier_available=1,
+            shared_subscription_available=int(config.shared_subscription),
+            server_keep_alive=config.server_keepalive,
+        )
+        return encode(ConnAck(present, 0, props), 5)
+
+    def _on_disconnect(self, p: Disconnect, now: float) -> None:
+        publish_will = False
+        if self.version == 5:
+            session = self.session
+            assert session is not None
+            expiry = p.properties.session_expiry_interval
+            if expiry is not None:
+                if session.expiry_interval == 0 and expiry != 0:
+                    raise RemoteProtocolError("session expiry set on DISCONNECT", 0x82)  # [MQTT-3.14.2-2]
+                session.expiry_interval = float("inf") if expiry == NEVER_EXPIRES else expiry
+            publish_will = p.reason_code == 0x04  # disconnect with will message
+        self._close(now, publish_will)  # [MQTT-3.14.4-3] normal DISCONNECT: will discarded
+
+    def _on_auth(self, p: Auth, now: float) -> None:
+        raise RemoteProtocolError("AUTH not supported", 0x8C)
+
+    def _on_pingreq(self, p: PingReq, now: float) -> None:
+        self._write(PINGRESP)  # [MQTT-3.12.4-1]
+
+    # -- PUBLISH and its acknowledgements ---------------------------------------------------
+
+    def _on_publish(self, p: Publish, now: float) -> None:
+        session = self.session
+        if session is None:
+            raise RemoteProtocolError("PUBLISH before CONNECT", 0x82)
+        broker = self.broker
+        config = broker.config
+        topic = p.topic
+        props = p.properties
+        qos = p.qos
+        if props is not NO_PROPERTIES:
+            alias = props.topic_alias
+            if alias is not None:
+                if alias == 0 or alias > config.max_topic_alias:
+                    raise RemoteProtocolError("topic alias invalid", 0x94)  # [MQTT-3.3.2-9]
+                if topic:
+                    if self.aliases is None:
+                        self.aliases = {}
+                    self.aliases[alias] = topic  # [MQTT-3.3.2-12]
+                else:
+                    topic = (self.aliases or {}).get(alias, "")
+                    if not topic:
+                        raise RemoteProtocolError("unknown topic alias", 0x82)
+        if not topic:
+            raise RemoteProtocolError("empty topic name", 0x82)  # [MQTT-4.7.3-1]
+        if "+" in topic or "#" in topic or topic.count("/") >= config.max_topic_levels:
+            raise RemoteProtocolError("topic name invalid", 0x90)  # [MQTT-3.3.2-2]
+        if qos > config.max_qos_allowed:
+            raise RemoteProtocolError("QoS not supported", 0x9B)  # [MQTT-3.2.2-11]
+        if p.retain and not config.retain_available:
+            raise RemoteProtocolError("retain not supported", 0x9A)  # [MQTT-3.2.2-14]
+        pid = p.packet_id
+        if qos == 2:
+            if session.awaiting(pid):  # type: ignore[arg-type]
+                self._write(encode_ack(PUBREC, pid))  # type: ignore[arg-type]
+                return  # a resend: acknowledged again, not dispatched again [MQTT-4.3.3-9]
+            if session.awaiting_count() >= config.max_awaiting_rel:
+                raise RemoteProtocolError("receive maximum exceeded", 0x93)  # [MQTT-3.3.4-7]
+        expiry = props.message_expiry_interval
+        message = Message(
+            topic, p.payload, qos, p.retain, props, self.client_id, config.node_name,
+            None if expiry is None else now + expiry, broker.next_message_id(),
+        )
+        broker.counters.messages_received += 1
+        broker.publish(message, now)
+        if qos == 1:
+            self._write(encode_ack(PUBACK, pid))  # type: ignore[arg-type]  [MQTT-4.3.2-2]
+        elif qos == 2:
+            session.await_rel(pid, now)  # type: ignore[arg-type]
+            self._write(encode_ack(PUBREC, pid))  # type: ignore[arg-type]  [MQTT-4.3.3-8]
+            broker.schedule(self, now + config.await_rel_timeout)
+
+    def _on_puback(self, p: PubAck, now: float) -> None:
+        self.session.on_puback(p.packet_id, now)  # type: ignore[union-attr]
+
+    def _on_pubrec(self, p: PubRec, now: float) -> None:
+        self.session.on_pubrec(p.packet_id, p.reason_code, now)  # type: ignore[union-attr]
+
+    def _on_pubrel(self, p: PubRel, now: float) -> None:
+        found = self.session.release(p.packet_id)  # type: ignore[union-attr]
+        code = 0 if found or self.version < 5 else 0x92  # packet identifier not found
+        self._write(encode_ack(PUBCOMP, p.packet_id, code))  # [MQTT-4.3.3-11]
+
+    def _on_pubcomp(self, p: PubComp, now: float) -> None:
+        self.session.on_pubcomp(p.packet_id, now)  # type: ignore[union-attr]
+
+    # -- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
+
+    def _on_subscribe(self, p: Subscribe, now: float) -> None:
+        session = self.session
+        assert session is not None
+        codes, accepted = subscribe(self.broker, session, p, self.version)
+        self._write(encode(SubAck(p.packet_id, tuple(codes)), self.version))  # [MQTT-3.8.4-1]
+        send_retained(self.broker, session, accepted, now)
+
+    def _on_unsubscribe(self, p: Unsubscribe, now: float) -> None:
+        session = self.session
+        assert session is not None
+        codes = unsubscribe(self.broker, session, p)
+        self._write(encode(UnsubAck(p.packet_id, tuple(codes)), self.version))  # [MQTT-3.10.4-4]
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _next_deadline(self, now: float) -> float | None:
+        deadlines = []
+        if self.keep_alive:
+            deadlines.append(self.last_activity + self.keep_alive)
+        session = self.session
+        if session is not None:
+            if self.version < 5:
+                retry = session.retry(now)
+                if retry is not None:
+                    deadlines.append(retry)
+            rel = session.expire_awaiting_rel(now)
+            if rel is not None:
+                deadlines.append(rel)
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: float) -> float | None:
+        """Connect (idle) timeout, keep alive, MQTT 3.x retry, await_rel timeout."""
+        state = self.state
+        if state is CONNECTING:
+            deadline = self.opened_at + self.broker.config.idle_timeout
+            if now >= deadline:
+                self._close(now, publish_will=False)
+                return None
+            return deadline
+        if state is CLOSED:
+            return None
+        if self.keep_alive and now >= self.last_activity + self.keep_alive:
+            # [MQTT-3.1.2-24] no packet within 1.5 x keep alive: close as a network failure
+            self.kick(0x8D, now)
+            return None
+        return self._next_deadline(now)
+
+
+_HANDLERS: dict[type, Any] = {
+    Connect: Channel._on_connect,
+    Disconnect: Channel._on_disconnect,
+    PubAck: Channel._on_puback,
+    PubRec: Channel._on_pubrec,
+    PubRel: Channel._on_pubrel,
+    PubComp: Channel._on_pubcomp,
+    Subscribe: Channel._on_subscribe,
+    Unsubscribe: Channel._on_unsubscribe,
+    PingReq: Channel._on_pingreq,
+    Auth: Channel._on_auth,
+}
