@@ -15,7 +15,7 @@ from typing import Any
 
 from mqttmesh.cli import daemon
 from mqttmesh.config import Settings, load_settings
-from mqttmesh.errors import ConfigError
+from mqttmesh.errors import ConfigError, MqttMeshError
 from mqttmesh.logs import log_event, setup_logging
 
 __all__ = ["main", "make_loader"]
@@ -142,8 +142,8 @@ def foreground(settings: Settings) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_run(Node, settings))
-    except OSError as exc:
-        # typically a listener port already in use
+    except (OSError, MqttMeshError) as exc:
+        # typically a listener port already in use, or a certificate that cannot be loaded
         log_event(log, "error", "node failed to start", node=settings.node.name, error=str(exc))
         print(f"mqttmesh: cannot start node {settings.node.name}: {exc}", file=sys.stderr)
         return 1
