@@ -16,7 +16,7 @@ from mqttmesh.broker.message import Message
 from mqttmesh.broker.session import PUBACK, PUBCOMP, PUBREC, Outlet, Session, encode_ack
 from mqttmesh.broker.subscribe import send_retained, subscribe, unsubscribe
 from mqttmesh.errors import RemoteProtocolError
-from mqttmesh.protocol import Decoder, encode
+from mqttmesh.protocol import Decoder, connack_return_code, encode
 from mqttmesh.protocol.packets import (
     Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
     SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
@@ -31,11 +31,6 @@ __all__ = ["Channel", "ChannelState"]
 PINGRESP = b"\xd0\x00"
 NEVER_EXPIRES = 0xFFFFFFFF
 
-# MQTT 5 CONNACK reason code -> MQTT 3.1.1 CONNACK return code (§3.2.2.3)
-_V3_CONNACK = {
-    0x84: 0x01, 0x85: 0x02, 0x86: 0x04, 0x87: 0x05, 0x8C: 0x05, 0x88: 0x03, 0x89: 0x03,
-    0x97: 0x03, 0x9F: 0x03, 0x80: 0x03,
-}
 
 
 class ChannelState(IntEnum):
@@ -141,10 +136,11 @@ class Channel:
         if self.state is CONNECTING:
             version = self.decoder.protocol_version or getattr(exc, "protocol_version", None)
             if version == 5:
+                code = getattr(exc, "connack_code", None) or code
                 self._write(encode(ConnAck(False, code), 5))
             else:
                 v3_code = getattr(exc, "connack_code", None)
-                if v3_code:
+                if v3_code is not None:
                     self._write(bytes((0x20, 2, 0, v3_code)))
             self._close(now, publish_will=False)
             return
@@ -159,7 +155,7 @@ class Channel:
         if self.version == 5:
             self._write(encode(ConnAck(False, reason_code), 5))
         else:
-            self._write(bytes((0x20, 2, 0, _V3_CONNACK.get(reason_code, 0x03))))
+            self._write(bytes((0x20, 2, 0, connack_return_code(reason_code))))
         self._close(now, publish_will=False)
 
     def _on_connect(self, p: Connect, now: float) -> None:

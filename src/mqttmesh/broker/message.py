@@ -128,6 +128,7 @@ class Message:
                 props += _expiry_property(self.expiry_at, now)
             if subscription_id is not None:
                 props += b"\x0b" + varint(subscription_id)
+            props = (bytes((len(props),)) if len(props) < 128 else varint(len(props))) + props
         else:
             props = b""
         return encode_publish(
