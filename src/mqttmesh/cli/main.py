@@ -142,6 +142,8 @@ def foreground(settings: Settings) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_run(Node, settings))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return 130
     except (OSError, MqttMeshError) as exc:
         # typically a listener port already in use, or a certificate that cannot be loaded
         log_event(log, "error", "node failed to start", node=settings.node.name, error=str(exc))
@@ -183,8 +185,8 @@ async def _run(node_class: Any, settings: Settings) -> None:
             pass
     try:
         await node.run()
-        for call in stop_calls:
-            await call
+        if stop_calls:  # node.stop() returned an awaitable: let it finish, briefly
+            await asyncio.wait(stop_calls, timeout=5.0)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)

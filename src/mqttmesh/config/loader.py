@@ -62,6 +62,8 @@ def _read_file(path: str) -> dict[str, Any]:
         raise
     except Exception as exc:  # pyhocon/pyparsing raise many unrelated types
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if "'@'" in reason:
+            reason += ' (quote values that contain @: node.name = "a@127.0.0.1")'
         raise ConfigError("config file", path, f"cannot parse: {reason}") from None
 
 
