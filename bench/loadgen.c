@@ -86,6 +86,8 @@ typedef struct topic_state {
 
 /* ---------------------------------------------------------------- options */
 static const char *o_host = "127.0.0.1";
+static int o_sub_port = 0;
+static const char *o_sub_host = NULL;
 static int o_port = 1883, o_pubs = 1, o_subs = 1, o_topics = 1, o_qos = 0, o_sub_qos = -1;
 static int o_size = 64, o_window = 32, o_q0_window = 500, o_mqtt = 4, o_keepalive = 60;
 static int o_conns = 1000, o_concurrency = 200, o_idle = 0;
@@ -104,6 +106,7 @@ static uint8_t **pub_tmpl; static size_t *pub_tmpl_len, *pub_pid_off, *pub_pl_of
 static int phase = PH_CONNECT;
 static volatile sig_atomic_t stop_flag = 0;
 static int ready_count = 0, closed_count = 0;
+static uint64_t t_first_send_ns, t_last_recv_ns;
 static char client_prefix[32];
 
 static struct {
@@ -354,6 +357,7 @@ static void on_packet(conn_t *c, uint8_t h, const uint8_t *b, size_t rl, uint64_
         }
         c->received++;
         topics[c->topic].delivered++;
+        t_last_recv_ns = tnow;
         if (rl - off >= 16) {
             uint64_t ts; uint32_t pi, seq;
             memcpy(&ts, b + off, 8); memcpy(&pi, b + off + 8, 4); memcpy(&seq, b + off + 12, 4);
@@ -505,6 +509,7 @@ static void pump_publisher(conn_t *c, uint64_t tnow) {
     const uint8_t *tp = pub_tmpl[pi];
     size_t pid_off = pub_pid_off[pi], pl_off = pub_pl_off[pi];
     uint64_t ts = now_ns();
+    if (!t_first_send_ns) t_first_send_ns = ts;
     uint32_t idx32 = (uint32_t)pi;
     for (uint64_t k = 0; k < budget; k++) {
         memcpy(dst, tp, plen);
@@ -555,7 +560,8 @@ static void usage(void) {
         "          --duration S --warmup S [--count N per publisher] [--rate MSG/S total]\n"
         "          --window W (QoS 1 inflight) --q0-window W --drain S\n"
         "  idle:   --conns N [--concurrency C] [--hold S]\n"
-        "  common: --keepalive S --connect-timeout S --broker-pid PID[,PID...] --topic-prefix P\n");
+        "  common: --keepalive S --connect-timeout S --broker-pid PID[,PID...] --topic-prefix P\n"
+        "          --sub-host H --sub-port P (subscribers on another node: cluster scenario)\n");
     exit(2);
 }
 
@@ -569,7 +575,7 @@ int main(int argc, char **argv) {
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"q0-window", 1, 0, 'z'}, {"drain", 1, 0, 'D'},
         {"mqtt", 1, 0, 'v'}, {"keepalive", 1, 0, 'k'}, {"conns", 1, 0, 'c'},
         {"concurrency", 1, 0, 'C'}, {"hold", 1, 0, 'H'}, {"connect-timeout", 1, 0, 't'},
-        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -600,6 +606,8 @@ int main(int argc, char **argv) {
             while ((tok = strsep(&s, ",")) && n_broker_pids < 16) if (*tok) broker_pids[n_broker_pids++] = atoi(tok);
             break;
         }
+        case 'o': o_sub_port = atoi(optarg); break;
+        case 'O': o_sub_host = optarg; break;
         case 'x': snprintf(o_prefix, sizeof o_prefix, "%s", optarg); break;
         default: usage();
         }
@@ -619,6 +627,9 @@ int main(int argc, char **argv) {
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o_port)};
     if (inet_pton(AF_INET, o_host, &sa.sin_addr) != 1) { fprintf(stderr, "bad --host\n"); return 2; }
+    struct sockaddr_in sa_sub = sa;
+    if (o_sub_port) sa_sub.sin_port = htons((uint16_t)o_sub_port);
+    if (o_sub_host && inet_pton(AF_INET, o_sub_host, &sa_sub.sin_addr) != 1) { fprintf(stderr, "bad --sub-host\n"); return 2; }
     ep = epoll_create1(EPOLL_CLOEXEC);
 
     nconns = o_idle ? o_conns : o_pubs + o_subs;
@@ -652,7 +663,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < opened; i++) if (conns[i].state != ST_READY && conns[i].state != ST_CLOSED) pending++;
         while (opened < nconns && pending < o_concurrency) {
             closed_count--;
-            if (nonblock_connect(&conns[opened], &sa) < 0) { closed_count++; err.connect_failed++; }
+            if (nonblock_connect(&conns[opened], conns[opened].role == ROLE_SUB ? &sa_sub : &sa) < 0) { closed_count++; err.connect_failed++; }
             else pending++;
             opened++;
         }
@@ -826,6 +837,8 @@ int main(int argc, char **argv) {
            (unsigned long long)received, (unsigned long long)(sent1 - sent0),
            (unsigned long long)(recv1 - recv0), (double)(sent1 - sent0) / secs,
            (double)(acked1 - acked0) / secs, (double)(recv1 - recv0) / secs);
+    double span = t_last_recv_ns > t_first_send_ns ? (double)(t_last_recv_ns - t_first_send_ns) / 1e9 : 0;
+    printf("\"span_s\":%.3f,\"sustained_out_per_s\":%.1f,", span, span > 0 ? (double)received / span : 0.0);
     printf("\"latency_us\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
            (unsigned long long)hist_count, h_pct(50), h_pct(90), h_pct(99), h_pct(99.9),
            hist_count ? (double)hist_max_ns / 1000.0 : -1.0);
