@@ -103,14 +103,19 @@ class NodeProcess:
         """The TCP listener's port."""
         return self.ports["tcp"]
 
+    def accepts(self, ltype: str) -> bool:
+        """Whether the listener's port accepts TCP connections now."""
+        return self._accepts(self.ports[ltype])
+
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "mqttmesh.pid"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def write_config(self) -> None:
-        if not self.ports:
-            self.ports = {t: free_port(self.host) for t in self.enabled}
+        for ltype in LISTENER_TYPES:  # disabled ones get a port too: tests check it is closed
+            if ltype not in self.ports:
+                self.ports[ltype] = free_port(self.host)
         lines = [
             "node {",
             f"  name = {_hocon_string(self.name)}",
@@ -123,11 +128,11 @@ class NodeProcess:
         ]
         for ltype in LISTENER_TYPES:
             key = f"listeners.{ltype}.default"
+            lines.append(f"{key}.bind = {_hocon_string(f'{self.host}:{self.ports[ltype]}')}")
             if ltype not in self.enabled:
                 lines.append(f"{key}.enable = false")
                 continue
             lines.append(f"{key}.enable = true")
-            lines.append(f"{key}.bind = {_hocon_string(f'{self.host}:{self.ports[ltype]}')}")
             if ltype in ("ws", "wss"):
                 lines.append(f"{key}.websocket.mqtt_path = {_hocon_string(self.ws_path)}")
             if ltype in ("ssl", "wss"):
@@ -179,7 +184,9 @@ class NodeProcess:
                     f"node {self.name} exited with {self.proc.returncode} before ready:\n"
                     + self.log_text()
                 )
-            if self.pid_file.exists() and all(self._accepts(p) for p in self.ports.values()):
+            if self.pid_file.exists() and all(
+                self._accepts(self.ports[t]) for t in self.enabled
+            ):
                 return
             if time.monotonic() >= deadline:
                 raise NodeStartError(
