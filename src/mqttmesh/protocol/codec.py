@@ -32,6 +32,18 @@ __all__ = ["Decoder", "encode", "encode_publish", "encode_properties", "MAX_PACK
 MAX_PACKET_SIZE = 268_435_460
 """The largest packet MQTT can express: 1 + 4 + 268,435,455 bytes."""
 
+# Building a frozen dataclass through its __init__ costs one object.__setattr__ per field;
+# setting the slots through their descriptors halves the cost of the hot path.
+_new = object.__new__
+_set_topic = Publish.topic.__set__  # type: ignore[attr-defined]
+_set_payload = Publish.payload.__set__  # type: ignore[attr-defined]
+_set_qos = Publish.qos.__set__  # type: ignore[attr-defined]
+_set_retain = Publish.retain.__set__  # type: ignore[attr-defined]
+_set_dup = Publish.dup.__set__  # type: ignore[attr-defined]
+_set_packet_id = Publish.packet_id.__set__  # type: ignore[attr-defined]
+_set_properties = Publish.properties.__set__  # type: ignore[attr-defined]
+
+
 _SERVER_ONLY = frozenset({2, 9, 11, 13})  # CONNACK, SUBACK, UNSUBACK, PINGRESP
 _CLIENT_ONLY = frozenset({1, 8, 10, 12})  # CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ
 
@@ -125,7 +137,8 @@ class Decoder:
         pos = 0
         server = self._server
         version = self.protocol_version or 4
-        fast = self._connected and version < 5
+        fast = self._connected
+        v5 = version == 5
         max_size = self.max_packet_size
         append = out.append
         while pos < n:
@@ -162,30 +175,40 @@ class Decoder:
                 return pos
             b0 = data[pos]
             t = b0 >> 4
-            # -- hot path: an ordinary MQTT 3.1 / 3.1.1 PUBLISH
+            # -- hot path: an ordinary PUBLISH (no DUP, a topic name, no MQTT 5 properties);
+            # anything unusual goes to decode_publish, which raises the precise error.
             if t == 3 and fast and not b0 & 0x08 and rl >= 3:
                 qos = (b0 >> 1) & 3
                 tl = (data[start] << 8) | data[start + 1]
-                ts = start + 2
-                te = ts + tl
-                ps = te if not qos else te + 2
-                if tl and ps <= end and qos < 3:
+                te = start + 2 + tl
+                if qos:
+                    ps = te + 2
+                    pid = (data[te] << 8) | data[te + 1] if ps <= end else 0
+                else:
+                    ps = te
+                    pid = None
+                if v5:
+                    if ps < end and data[ps] == 0:  # Property Length 0
+                        ps += 1
+                    else:
+                        pid = 0
+                if tl and ps <= end and qos < 3 and pid != 0:
                     try:
-                        topic = data[ts:te].decode()
+                        topic = data[start + 2:te].decode()
                     except UnicodeDecodeError:
-                        topic = "\x00"  # let the general decoder raise
+                        topic = "\x00"
                     if "+" not in topic and "#" not in topic and "\x00" not in topic:
-                        if not qos:
-                            append(Publish(topic, data[te:end], 0, b0 & 1 == 1, False, None,
-                                           NO_PROPERTIES))
-                            pos = end
-                            continue
-                        pid = (data[te] << 8) | data[te + 1]
-                        if pid:
-                            append(Publish(topic, data[ps:end], qos, b0 & 1 == 1, False, pid,
-                                           NO_PROPERTIES))
-                            pos = end
-                            continue
+                        p = _new(Publish)
+                        _set_topic(p, topic)
+                        _set_payload(p, data[ps:end])
+                        _set_qos(p, qos)
+                        _set_retain(p, b0 & 1 == 1)
+                        _set_dup(p, False)
+                        _set_packet_id(p, pid)
+                        _set_properties(p, NO_PROPERTIES)
+                        append(p)
+                        pos = end
+                        continue
                 append(decode_publish(b0, data, start, end, version, not server))
                 pos = end
                 continue
@@ -203,7 +226,8 @@ class Decoder:
                         raise
                     self.protocol_version = version = packet.protocol_version  # type: ignore[union-attr]
                     self._connected = True
-                    fast = version < 5
+                    fast = True
+                    v5 = version == 5
                     append(packet)
                     pos = end
                     continue
