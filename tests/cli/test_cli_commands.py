@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -15,7 +16,7 @@ from mqttmesh.cli import main
 @pytest.fixture(autouse=True)
 def _clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for key in list(__import__("os").environ):
+    for key in list(os.environ):
         if key.startswith(("MQTTMESH_", "EMQX_")):
             monkeypatch.delenv(key)
 

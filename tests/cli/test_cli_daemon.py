@@ -141,9 +141,10 @@ def test_start_failure_shows_the_log(cli: Cli) -> None:
 
 
 def test_foreground_sigterm_is_graceful(cli: Cli) -> None:
+    log = open(cli.dir / "foreground.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mqttmesh", "foreground", "-c",
                              str(cli.config)], env=cli.env, cwd=cli.dir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: cli.pid_file.exists() or proc.poll() is not None)
         assert proc.poll() is None
@@ -152,12 +153,13 @@ def test_foreground_sigterm_is_graceful(cli: Cli) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not cli.pid_file.exists()
+        text = (cli.dir / "foreground.log").read_text()
+        assert "[info] node stopped node=clitest1@127.0.0.1" in text
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        log.close()
 
 
 def test_foreground_sigint(cli: Cli) -> None:
