@@ -30,8 +30,6 @@ __all__ = ["McastStrategy"]
 
 log = logging.getLogger("mqttmesh.discovery.mcast")
 
-_ANSWER_GAP = 1.0      # answer newcomers at most this often (seconds)
-
 
 class McastStrategy(BaseStrategy):
     """UDP multicast discovery (`cluster.mcast.*`), authenticated with the cookie."""
@@ -51,7 +49,6 @@ class McastStrategy(BaseStrategy):
         self._listener: asyncio.DatagramTransport | None = None
         self._sender: asyncio.DatagramTransport | None = None
         self._port: int | None = None
-        self._last_answer = 0.0
         self._announcing = True
 
     @property
@@ -149,10 +146,7 @@ class McastStrategy(BaseStrategy):
         is_new = node not in self._heard
         self._heard[node] = time.monotonic()
         if is_new:
-            now = time.monotonic()
-            if now - self._last_answer >= _ANSWER_GAP:
-                self._last_answer = now
-                self._announce()
+            self._announce()     # once per newcomer (and only cookie holders get this far)
 
 
 class _Receiver(asyncio.DatagramProtocol):
