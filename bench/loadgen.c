@@ -111,7 +111,7 @@ static char client_prefix[32];
 
 static struct {
     uint64_t connect_failed, connack_refused, suback_refused, disconnects, protocol;
-    uint64_t puback_refused, seq_gaps, dups, stalls, connect_timeout, unacked, lost;
+    uint64_t puback_refused, seq_gaps, dups, stalls, connect_timeout, unacked, lost, misrouted;
 } err;
 
 /* latency histogram: log-linear over microseconds, 32 sub-buckets per power of two */
@@ -361,6 +361,7 @@ static void on_packet(conn_t *c, uint8_t h, const uint8_t *b, size_t rl, uint64_
         if (rl - off >= 16) {
             uint64_t ts; uint32_t pi, seq;
             memcpy(&ts, b + off, 8); memcpy(&pi, b + off + 8, 4); memcpy(&seq, b + off + 12, 4);
+            if (pi < (uint32_t)o_pubs && (int)(pi % (uint32_t)o_topics) != c->topic) err.misrouted++;
             if (pi < (uint32_t)o_pubs && c->next_seq) {
                 if (seq > c->next_seq[pi]) err.seq_gaps += seq - c->next_seq[pi];
                 if (seq < c->next_seq[pi]) err.dups++;
@@ -536,19 +537,20 @@ static void pump_publisher(conn_t *c, uint64_t tnow) {
 static void print_json_errors(FILE *f) {
     fprintf(f, "\"errors\":{\"connect_failed\":%llu,\"connack_refused\":%llu,\"suback_refused\":%llu,"
                "\"disconnects\":%llu,\"protocol\":%llu,\"puback_refused\":%llu,\"seq_gaps\":%llu,"
-               "\"dups\":%llu,\"stalls\":%llu,\"connect_timeout\":%llu,\"unacked\":%llu,\"lost\":%llu}",
+               "\"dups\":%llu,\"stalls\":%llu,\"connect_timeout\":%llu,\"unacked\":%llu,\"lost\":%llu,\"misrouted\":%llu}",
             (unsigned long long)err.connect_failed, (unsigned long long)err.connack_refused,
             (unsigned long long)err.suback_refused, (unsigned long long)err.disconnects,
             (unsigned long long)err.protocol, (unsigned long long)err.puback_refused,
             (unsigned long long)err.seq_gaps, (unsigned long long)err.dups,
             (unsigned long long)err.stalls, (unsigned long long)err.connect_timeout,
-            (unsigned long long)err.unacked, (unsigned long long)err.lost);
+            (unsigned long long)err.unacked, (unsigned long long)err.lost,
+            (unsigned long long)err.misrouted);
 }
 
 static int errors_fatal(void) {
     /* QoS 0 may legitimately lose messages under load; that is reported, not fatal */
     uint64_t e = err.connect_failed + err.connack_refused + err.suback_refused + err.disconnects +
-                 err.protocol + err.puback_refused + err.connect_timeout;
+                 err.protocol + err.puback_refused + err.connect_timeout + err.misrouted;
     if (o_qos >= 1 && o_sub_qos >= 1) e += err.lost + err.seq_gaps + err.unacked;
     return e != 0;
 }

@@ -1,0 +1,781 @@
+#!/usr/bin/env python3
+"""Side-by-side MQTT benchmark: mqttmesh vs Mosquitto vs amqtt, in one run.
+
+Run from the repository root:  .venv/bin/python bench/run.py [--quick] [--brokers ...]
+(also `make bench`).  See bench/README.md for what each scenario means.
+
+Every broker is started fresh for every measurement on its own free loopback port, driven
+by the C load generator bench/loadgen.c (built here with gcc into bench/build/), and killed
+afterwards.  Brokers run in their own process groups; all of them are killed on exit,
+including Ctrl-C and SIGTERM.  Results (medians over --runs) go to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import secrets
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BUILD = BENCH / "build"
+LOADGEN_SRC = BENCH / "loadgen.c"
+LOADGEN = BUILD / "loadgen"
+AMQTT_VENV = BENCH / ".venv-amqtt"
+AMQTT_VERSION = "0.12.1"
+MQTTMESH_PY = ROOT / ".venv" / "bin" / "python"
+MOSQUITTO = "/usr/sbin/mosquitto"
+HOST = "127.0.0.1"  # all traffic stays on loopback
+
+
+class NotRunnable(Exception):
+    """A broker (or scenario) cannot run here; the message says why."""
+
+
+# ----------------------------------------------------------------------------- processes
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)  # own process group
+    _children.append(proc)
+    return proc
+
+
+def _kill(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    else:  # leader gone; make sure nothing in its group survives
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ValueError):
+        _children.remove(proc)
+
+
+def kill_all() -> None:
+    for proc in list(_children):
+        with contextlib.suppress(Exception):
+            _kill(proc, grace=2.0)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    kill_all()
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and all its descendants (brokers that fork are measured as a whole)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    total = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+    return total
+
+
+def mqtt_probe(port: int, timeout: float = 1.0) -> bool:
+    """True if the port answers an MQTT 3.1.1 CONNECT with CONNACK 0."""
+    cid = b"bench-probe"
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(bytes([0x10, len(body)]) + body)
+            data = b""
+            while len(data) < 4:
+                chunk = s.recv(4 - len(data))
+                if not chunk:
+                    return False
+                data += chunk
+            with contextlib.suppress(OSError):
+                s.sendall(b"\xe0\x00")
+            return data[0] == 0x20 and data[3] == 0
+    except OSError:
+        return False
+
+
+def raise_nofile(want: int = 65536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
+        return max(want, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+# ----------------------------------------------------------------------------- brokers
+class Broker:
+    """One broker under test: started fresh per measurement, on its own free port."""
+
+    name = "?"
+    start_timeout = 20.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.workdir: Path | None = None
+        self.log: Path | None = None
+
+    def prepare(self) -> None:
+        """Check/install what the broker needs; raise NotRunnable if impossible."""
+
+    def version(self) -> str:
+        return "?"
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        self.port = free_port()
+        cmd, env = self.command(self.port, self.workdir)
+        self.log = self.workdir / "broker.log"
+        with open(self.log, "wb") as logf:
+            self.proc = _spawn(cmd, env={**os.environ, **env}, cwd=self.workdir,
+                               stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NotRunnable(f"{self.name} exited with status {self.proc.returncode} "
+                                  f"during start-up: {self.log_tail()}")
+            if mqtt_probe(self.port):
+                return
+            time.sleep(0.1)
+        tail = self.log_tail()
+        self.stop()
+        raise NotRunnable(f"{self.name} did not accept MQTT on {HOST}:{self.port} within "
+                          f"{self.start_timeout:.0f}s: {tail}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log_tail(self, n: int = 12) -> str:
+        if not self.log or not self.log.exists():
+            return ""
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return " | ".join(lines[-n:])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc)
+            self.proc = None
+        if self.workdir is not None:
+            subprocess.run(["rm", "-rf", str(self.workdir)], check=False)
+            self.workdir = None
+
+
+class Mqttmesh(Broker):
+    name = "mqttmesh"
+    start_timeout = 30.0
+
+    def prepare(self) -> None:
+        if not MQTTMESH_PY.exists():
+            raise NotRunnable(f"{MQTTMESH_PY} missing (run `make test` or `make run` once)")
+        r = subprocess.run([str(MQTTMESH_PY), "-c", "import mqttmesh.cli"], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode:
+            raise NotRunnable("import mqttmesh.cli failed: " + r.stderr.strip().splitlines()[-1])
+
+    def version(self) -> str:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True).stdout.strip()
+        r = subprocess.run([str(MQTTMESH_PY), "-c",
+                            "import importlib.metadata as m; print(m.version('mqttmesh'))"],
+                           capture_output=True, text=True)
+        uv = subprocess.run([str(MQTTMESH_PY), "-c", "import uvloop; print(uvloop.__version__)"],
+                            capture_output=True, text=True)
+        v = r.stdout.strip() or "?"
+        return (f"{v} (git {rev}{' + uncommitted src changes' if dirty else ''}; "
+                f"uvloop {uv.stdout.strip() or 'not installed'})")
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        # the node-name suffix sets the cluster port offset (SPEC §3): keep it away from
+        # the defaults (4370/5370) that tests running in parallel may use
+        offset = 600 + secrets.randbelow(300)
+        env = {
+            "MQTTMESH_NODE__NAME": f"bench{offset}@127.0.0.1",
+            "MQTTMESH_NODE__COOKIE": secrets.token_hex(16),
+            "MQTTMESH_NODE__DATA_DIR": str(workdir / "data"),
+            "MQTTMESH_LISTENERS__TCP__DEFAULT__BIND": f"{HOST}:{port}",
+            "MQTTMESH_LISTENERS__SSL__DEFAULT__ENABLE": "false",
+            "MQTTMESH_LISTENERS__WS__DEFAULT__ENABLE": "false",
+            "MQTTMESH_LISTENERS__WSS__DEFAULT__ENABLE": "false",
+            "MQTTMESH_DASHBOARD__LISTENERS__HTTP__ENABLE": "false",
+        }
+        return [str(MQTTMESH_PY), "-m", "mqttmesh", "foreground"], env
+
+
+class Mosquitto(Broker):
+    name = "mosquitto"
+
+    def prepare(self) -> None:
+        if not os.access(MOSQUITTO, os.X_OK):
+            raise NotRunnable(f"{MOSQUITTO} not installed (apt-get install mosquitto)")
+
+    def version(self) -> str:
+        r = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True)
+        first = (r.stdout or r.stderr).strip().splitlines()[0]
+        return first.replace("mosquitto version ", "") + " (Debian package)"
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        conf = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {port} {HOST}",
+            "allow_anonymous true",
+            "persistence false",
+            # QoS 1/2 queue per client: large so that no message is dropped in QoS 1 runs
+            "max_queued_messages 1000000",
+            # outgoing QoS 1/2 window, the same as mqttmesh's (EMQX's) max_inflight default
+            "max_inflight_messages 32",
+            # asyncio/uvloop (mqttmesh, amqtt) set TCP_NODELAY; make Mosquitto do the same
+            "set_tcp_nodelay true",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # do not drop to user 'mosquitto' (keeps rlimits)
+        conf.write_text("\n".join(lines) + "\n")
+        return [MOSQUITTO, "-c", str(conf)], {}
+
+
+class Amqtt(Broker):
+    name = "amqtt"
+
+    def prepare(self) -> None:
+        exe = AMQTT_VENV / "bin" / "amqtt"
+        if exe.exists():
+            return
+        print(f"creating {AMQTT_VENV} with amqtt=={AMQTT_VERSION} ...", flush=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        try:
+            subprocess.run([base, "-m", "venv", str(AMQTT_VENV)], check=True, timeout=300)
+            subprocess.run([str(AMQTT_VENV / "bin" / "pip"), "install", "-q",
+                            f"amqtt=={AMQTT_VERSION}"], check=True, timeout=900)
+        except (subprocess.SubprocessError, OSError) as e:
+            raise NotRunnable(f"could not install amqtt into {AMQTT_VENV}: {e}") from e
+
+    def version(self) -> str:
+        r = subprocess.run([str(AMQTT_VENV / "bin" / "python"), "-c",
+                            "import amqtt; print(amqtt.__version__)"], capture_output=True, text=True)
+        return (r.stdout.strip() or "?") + " (PyPI)"
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        conf = workdir / "amqtt.yaml"
+        # only anonymous auth: the default config's packet/event logger and $SYS plugins
+        # would cost amqtt throughput
+        conf.write_text(
+            "listeners:\n"
+            "  default:\n"
+            "    type: tcp\n"
+            f"    bind: {HOST}:{port}\n"
+            "plugins:\n"
+            "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
+        )
+        return [str(AMQTT_VENV / "bin" / "amqtt"), "-c", str(conf)], {}
+
+
+BROKERS: dict[str, type[Broker]] = {"mqttmesh": Mqttmesh, "mosquitto": Mosquitto, "amqtt": Amqtt}
+
+
+# ----------------------------------------------------------------------------- loadgen
+def build_loadgen() -> None:
+    BUILD.mkdir(exist_ok=True)
+    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return
+    cmd = ["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-o", str(LOADGEN), str(LOADGEN_SRC)]
+    print("building loadgen:", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
+    cmd = [str(LOADGEN), "--host", HOST, *args]
+    proc = _spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, errb = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc, grace=2.0)
+        return {"ok": False, "failure": f"loadgen timed out after {timeout:.0f}s", "cmd": shlex.join(cmd)}
+    finally:
+        with contextlib.suppress(ValueError):
+            _children.remove(proc)
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"ok": False, "failure": f"loadgen exited {proc.returncode}: {errb.decode()[-500:]}",
+                "cmd": shlex.join(cmd)}
+    res: dict[str, Any] = json.loads(lines[-1])
+    res["cmd"] = shlex.join(cmd)
+    return res
+
+
+# ----------------------------------------------------------------------------- scenarios
+@dataclass
+class Metric:
+    key: str          # row id
+    label: str
+    unit: str
+    higher_is_better: bool
+    extract: Callable[[dict[str, Any]], float | None]
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    kind: str                       # "pubsub" | "idle"
+    args: dict[str, Any]
+    metrics: list[Metric]
+    throughput: bool = False
+
+
+def _sustained(r: dict[str, Any]) -> float | None:
+    return r.get("sustained_out_per_s") if r.get("ok") else None
+
+
+def _lat(p: str) -> Callable[[dict[str, Any]], float | None]:
+    def f(r: dict[str, Any]) -> float | None:
+        v = r.get("latency_us", {}).get(p)
+        return v if r.get("ok") and v is not None and v >= 0 else None
+    return f
+
+
+def _per_conn_kb(r: dict[str, Any]) -> float | None:
+    return r.get("rss_per_conn_kb") if r.get("ok") else None
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("a_qos0", "(a) 4 publishers -> 4 subscribers, distinct topics, 64 B, QoS 0", "pubsub",
+             dict(pubs=4, subs=4, topics=4, qos=0, size=64),
+             [Metric("a_qos0", "(a) 4->4, QoS 0", "msg/s", True, _sustained)], throughput=True),
+    Scenario("a_qos1", "(a) 4 publishers -> 4 subscribers, distinct topics, 64 B, QoS 1", "pubsub",
+             dict(pubs=4, subs=4, topics=4, qos=1, size=64),
+             [Metric("a_qos1", "(a) 4->4, QoS 1", "msg/s", True, _sustained)], throughput=True),
+    Scenario("b_fanout", "(b) 1 publisher -> 50 subscribers of one topic, 64 B, QoS 0", "pubsub",
+             dict(pubs=1, subs=50, topics=1, qos=0, size=64),
+             [Metric("b_fanout", "(b) fan-out 1->50, QoS 0", "deliveries/s", True, _sustained)],
+             throughput=True),
+    Scenario("c_qos0", "(c) latency, 1 -> 1, fixed 2,000 msg/s, 64 B, QoS 0", "pubsub",
+             dict(pubs=1, subs=1, topics=1, qos=0, size=64, rate=2000),
+             [Metric("c_qos0_p50", "(c) latency QoS 0 p50", "us", False, _lat("p50")),
+              Metric("c_qos0_p99", "(c) latency QoS 0 p99", "us", False, _lat("p99"))]),
+    Scenario("c_qos1", "(c) latency, 1 -> 1, fixed 2,000 msg/s, 64 B, QoS 1", "pubsub",
+             dict(pubs=1, subs=1, topics=1, qos=1, size=64, rate=2000),
+             [Metric("c_qos1_p50", "(c) latency QoS 1 p50", "us", False, _lat("p50")),
+              Metric("c_qos1_p99", "(c) latency QoS 1 p99", "us", False, _lat("p99"))]),
+    Scenario("d_idle", "(d) RSS per idle connection, 10,000 connected clients", "idle",
+             dict(conns=10000),
+             [Metric("d_idle", "(d) RSS per idle connection", "KB", False, _per_conn_kb)]),
+]
+SCENARIO_KEYS = [s.key for s in SCENARIOS] + ["cluster"]
+
+
+@dataclass
+class Settings:
+    runs: int
+    warmup: float
+    duration: float
+    drain: float
+    settle: float
+    idle_conns: int
+    mqtt: int
+
+
+def measure_pubsub(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
+    a = sc.args
+    args = ["--port", str(broker.port), "--mqtt", str(st.mqtt),
+            "--pubs", str(a["pubs"]), "--subs", str(a["subs"]), "--topics", str(a["topics"]),
+            "--qos", str(a["qos"]), "--size", str(a["size"]),
+            "--warmup", str(st.warmup), "--duration", str(st.duration), "--drain", str(st.drain),
+            "--broker-pid", ",".join(map(str, tree_pids(broker.pid)))]
+    if a.get("rate"):
+        args += ["--rate", str(a["rate"])]
+    return run_loadgen(args, timeout=st.warmup + st.duration + st.drain + 90)
+
+
+def measure_idle(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
+    time.sleep(st.settle)
+    rss0 = rss_bytes(broker.pid)
+    cmd = [str(LOADGEN), "--host", HOST, "--mode", "idle", "--port", str(broker.port),
+           "--mqtt", str(st.mqtt), "--conns", str(st.idle_conns), "--connect-timeout", "180",
+           "--hold", "600"]
+    proc = _spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline().decode()
+        if not first.startswith("{"):
+            _kill(proc)
+            return {"ok": False, "failure": "idle loadgen produced no output"}
+        ev = json.loads(first)
+        time.sleep(st.settle)
+        rss1 = rss_bytes(broker.pid)
+        alive = broker.proc is not None and broker.proc.poll() is None
+        proc.stdin.close()
+        out = proc.stdout.read().decode()
+        proc.wait(60)
+    except (subprocess.TimeoutExpired, OSError, json.JSONDecodeError) as e:
+        _kill(proc)
+        return {"ok": False, "failure": f"idle run failed: {e}"}
+    finally:
+        with contextlib.suppress(ValueError):
+            _children.remove(proc)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    res: dict[str, Any] = json.loads(lines[-1]) if lines else {"ok": False}
+    n = ev.get("clients", 0)
+    res.update(rss_before=rss0, rss_after=rss1, broker_alive=alive, cmd=shlex.join(cmd),
+               rss_per_conn_kb=(rss1 - rss0) / n / 1024 if n else None)
+    if not alive:
+        res["ok"] = False
+        res["failure"] = "broker died while holding idle connections"
+    return res
+
+
+def run_one(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
+    try:
+        broker.start()
+    except NotRunnable:
+        try:  # once more on a new port, in case of a port race with another process
+            broker.start()
+        except NotRunnable as e:
+            return {"ok": False, "failure": str(e), "start_failed": True}
+    try:
+        res = measure_idle(broker, sc, st) if sc.kind == "idle" else measure_pubsub(broker, sc, st)
+        if broker.proc is not None and broker.proc.poll() is not None:
+            res["ok"] = False
+            res["failure"] = (f"broker exited with {broker.proc.returncode} during the run: "
+                              f"{broker.log_tail()}")
+        elif not res.get("ok") and "failure" not in res:
+            bad = {k: v for k, v in res.get("errors", {}).items() if v}
+            res["failure"] = f"loadgen reported errors {bad}; broker log: {broker.log_tail(5)}"
+        return res
+    finally:
+        broker.stop()
+
+
+# ----------------------------------------------------------------------------- cluster hook
+def cluster_scenario(st: Settings) -> dict[str, Any]:
+    """Cross-node throughput as a ratio of same-node throughput (skeleton).
+
+    Plan: start two mqttmesh nodes (bench1@127.0.0.1, bench2@127.0.0.1; MQTT on two free
+    ports; `cluster.discovery_strategy=static`, `cluster.static.seeds=[bench1@..,bench2@..]`),
+    wait until `mqttmesh ctl cluster status --json` lists both in running_nodes, then run
+    scenario (a) QoS 0/1 twice: all clients on node 1 (same-node), and publishers on node 1
+    with subscribers on node 2 (loadgen --port P1 --sub-port P2).  Report cross/same.
+
+    Not runnable yet: it needs clustering (forwarding over the cluster RPC port), which is
+    later work.  It raises NotRunnable until then.
+    """
+    raise NotRunnable("cluster scenario is a skeleton: mqttmesh clustering is not implemented yet")
+
+
+# ----------------------------------------------------------------------------- report
+def machine_info() -> dict[str, str]:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    osname = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {"nproc": str(os.cpu_count()), "cpu": model, "memory": mem, "os": osname,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "gcc": gcc[0] if gcc else "?"}
+
+
+def fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    if unit == "KB":
+        return f"{v:.2f}"
+    if unit == "us":
+        return f"{v:,.0f}"
+    return f"{v:,.0f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def median(vals: list[float]) -> float | None:
+    return statistics.median(vals) if vals else None
+
+
+def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]],
+                 names: list[str], unavailable: dict[str, str], versions: dict[str, str],
+                 st: Settings, command: str, started: dt.datetime, elapsed: float,
+                 cluster_note: str | None, scenarios: list[Scenario]) -> str:
+    m = machine_info()
+    cols = ["mqttmesh", "mosquitto", "amqtt"]
+    L: list[str] = []
+    L.append("# mqttmesh benchmark results\n")
+    L.append(f"- Command: `{command}`")
+    L.append(f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')} (took {elapsed / 60:.1f} min)")
+    L.append(f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory']} RAM, {m['os']}, "
+             f"kernel {m['kernel']} (shared and noisy; brokers and load generator share it)")
+    L.append(f"- Versions: " + "; ".join(f"{n} {versions.get(n, '—')}" for n in cols)
+             + f"; Python {m['python']}; {m['gcc']}")
+    L.append(f"- Settings: {st.runs} run(s) per figure (median shown), warm-up {st.warmup:g} s, "
+             f"measure {st.duration:g} s, MQTT {'3.1.1' if st.mqtt == 4 else '5.0'}, "
+             f"{st.idle_conns:,} idle clients in (d); every broker freshly started per measurement")
+    L.append("")
+    L.append("Throughput = messages received by the subscribers / time from the first publish "
+             "to the last delivery (so a broker that accepts faster than it delivers is not "
+             "flattered). Latency = publish -> delivery, same clock. Ratios are "
+             "mqttmesh / other: above 1x is better for throughput, below 1x better for latency "
+             "and RSS.\n")
+    head = "| scenario | unit | " + " | ".join(cols) + " | mqttmesh/Mosquitto | mqttmesh/amqtt |"
+    L.append(head)
+    L.append("|" + "---|" * (len(cols) + 4))
+    for sc in scenarios:
+        for met in sc.metrics:
+            meds: dict[str, float | None] = {}
+            cells = []
+            for n in cols:
+                if n in unavailable:
+                    meds[n] = None
+                    cells.append("not runnable" if n == "mqttmesh" else "not run")
+                    continue
+                if n not in names:
+                    meds[n] = None
+                    cells.append("not run")
+                    continue
+                runs = results.get(sc.key, {}).get(n, [])
+                vals = [v for v in (met.extract(r) for r in runs) if v is not None]
+                meds[n] = median(vals)
+                bad = len(runs) - len(vals)
+                cell = fmt(meds[n], met.unit)
+                if bad:
+                    cell += f" ({bad}/{len(runs)} failed)"
+                cells.append(cell)
+            L.append(f"| {met.label} | {met.unit} | " + " | ".join(cells) + " | "
+                     + ratio(meds["mqttmesh"], meds["mosquitto"]) + " | "
+                     + ratio(meds["mqttmesh"], meds["amqtt"]) + " |")
+    L.append("")
+    if unavailable:
+        L.append("Not runnable in this run:\n")
+        for n, why in unavailable.items():
+            L.append(f"- **{n}**: {why}")
+        L.append("")
+    if cluster_note:
+        L.append(f"Cluster scenario (cross-node / same-node throughput): {cluster_note}\n")
+
+    # the load generator is not the bottleneck
+    L.append("## Is the load generator the bottleneck?\n")
+    L.append("CPU used during the measurement window, in cores (1.00 = one core busy), medians. "
+             "The broker column shows the broker saturating its core (Mosquitto, amqtt and "
+             "mqttmesh run one event-loop thread each) while the load generator keeps headroom; "
+             "the last column is the highest rate this load generator produced against any "
+             "broker in the same scenario of this run, i.e. a lower bound of its own capacity.\n")
+    L.append("| scenario | broker | msg/s | broker CPU | loadgen CPU | loadgen's best in this scenario |")
+    L.append("|---|---|---|---|---|---|")
+    for sc in scenarios:
+        if not sc.throughput:
+            continue
+        best = 0.0
+        for n in names:
+            for r in results.get(sc.key, {}).get(n, []):
+                if r.get("ok"):
+                    best = max(best, r.get("sustained_out_per_s", 0.0))
+        for n in names:
+            runs = [r for r in results.get(sc.key, {}).get(n, []) if r.get("ok")]
+            if not runs:
+                continue
+            rate = median([r["sustained_out_per_s"] for r in runs])
+            bc = median([r["broker_cpu_share"] for r in runs if r.get("broker_cpu_share", -1) >= 0])
+            lc = median([r["loadgen_cpu_share"] for r in runs])
+            L.append(f"| {sc.key} | {n} | {fmt(rate, 'msg/s')} | "
+                     f"{'—' if bc is None else f'{bc:.2f}'} | {lc:.2f} | {fmt(best, 'msg/s')} |")
+    L.append("")
+
+    # per-run details and failures
+    L.append("## Every run\n")
+    L.append("| scenario | broker | run | ok | in msg/s | out msg/s (window) | sustained out | "
+             "p50 us | p99 us | RSS/conn KB | failure |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for sc in scenarios:
+        for n in names:
+            for i, r in enumerate(results.get(sc.key, {}).get(n, []), 1):
+                lat = r.get("latency_us", {})
+                L.append("| " + " | ".join([
+                    sc.key, n, str(i), "yes" if r.get("ok") else "**no**",
+                    fmt(r.get("msgs_in_per_s"), "msg/s"), fmt(r.get("msgs_out_per_s"), "msg/s"),
+                    fmt(r.get("sustained_out_per_s"), "msg/s"),
+                    fmt(lat.get("p50"), "us"), fmt(lat.get("p99"), "us"),
+                    fmt(r.get("rss_per_conn_kb"), "KB"),
+                    str(r.get("failure", "")).replace("|", "/")[:300],
+                ]) + " |")
+    L.append("")
+    L.append("Loadgen command lines (port and pids vary per run): ")
+    seen = set()
+    for sc in scenarios:
+        for n in names:
+            for r in results.get(sc.key, {}).get(n, [])[:1]:
+                if "cmd" in r and sc.key not in seen:
+                    seen.add(sc.key)
+                    L.append(f"- {sc.key}: `{r['cmd']}`")
+    text = "\n".join(L) + "\n"
+    path.write_text(text)
+    return text
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 run, shorter durations")
+    ap.add_argument("--brokers", default="mqttmesh,mosquitto,amqtt",
+                    help="comma list of brokers to measure (default: all three)")
+    ap.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS),
+                    help="comma list of " + ",".join(SCENARIO_KEYS))
+    ap.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
+    ap.add_argument("--duration", type=float, help="measurement seconds (default 5, --quick 2)")
+    ap.add_argument("--idle-conns", type=int, default=10000)
+    ap.add_argument("--mqtt", type=int, choices=(4, 5), default=4, help="4 = MQTT 3.1.1, 5 = MQTT 5.0")
+    ap.add_argument("--output", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--json", help="also write raw per-run results to this file")
+    a = ap.parse_args(argv)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    names = [n.strip() for n in a.brokers.split(",") if n.strip()]
+    for n in names:
+        if n not in BROKERS:
+            ap.error(f"unknown broker {n!r}; choose from {', '.join(BROKERS)}")
+    wanted = [k.strip() for k in a.scenarios.split(",") if k.strip()]
+    for k in wanted:
+        if k not in SCENARIO_KEYS:
+            ap.error(f"unknown scenario {k!r}; choose from {', '.join(SCENARIO_KEYS)}")
+    scenarios = [s for s in SCENARIOS if s.key in wanted]
+    st = Settings(runs=a.runs or (1 if a.quick else 3),
+                  warmup=0.5 if a.quick else 1.0,
+                  duration=a.duration or (2.0 if a.quick else 5.0),
+                  drain=30.0, settle=1.0 if a.quick else 2.0,
+                  idle_conns=a.idle_conns, mqtt=a.mqtt)
+    nofile = raise_nofile(max(65536, 2 * a.idle_conns + 1024))
+    if nofile < a.idle_conns + 100:
+        print(f"warning: RLIMIT_NOFILE is {nofile}, below {a.idle_conns} idle clients", file=sys.stderr)
+
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    command = ".venv/bin/python bench/run.py" + ("" if not sys.argv[1:] else " " + shlex.join(sys.argv[1:]))
+    try:
+        build_loadgen()
+        brokers: dict[str, Broker] = {}
+        unavailable: dict[str, str] = {}
+        versions: dict[str, str] = {}
+        for n in names:
+            b = BROKERS[n]()
+            try:
+                b.prepare()
+                versions[n] = b.version()
+                brokers[n] = b
+            except (NotRunnable, subprocess.SubprocessError, OSError) as e:
+                unavailable[n] = str(e)
+                print(f"{n}: not runnable: {e}", flush=True)
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for run in range(1, st.runs + 1):
+            for sc in scenarios:
+                for n, b in brokers.items():
+                    if n in unavailable:
+                        continue
+                    print(f"[run {run}/{st.runs}] {sc.key:9s} {n:10s} ...", end=" ", flush=True)
+                    res = run_one(b, sc, st)
+                    results.setdefault(sc.key, {}).setdefault(n, []).append(res)
+                    if res.get("start_failed"):
+                        unavailable[n] = res["failure"]
+                    summary = (f"{res.get('sustained_out_per_s', 0):,.0f} msg/s" if sc.throughput
+                               else f"p50 {res.get('latency_us', {}).get('p50', -1):,.0f} us, "
+                                    f"p99 {res.get('latency_us', {}).get('p99', -1):,.0f} us"
+                               if sc.kind == "pubsub"
+                               else f"{res.get('rss_per_conn_kb') or 0:.2f} KB/conn")
+                    print(("ok  " if res.get("ok") else "FAIL ") + summary
+                          + ("" if res.get("ok") else f"  [{res.get('failure', '')[:300]}]"), flush=True)
+        cluster_note = None
+        if "cluster" in wanted:
+            try:
+                cluster_scenario(st)
+            except NotRunnable as e:
+                cluster_note = f"not yet runnable ({e})"
+        out = Path(a.output)
+        text = write_report(out, results, [n for n in names], unavailable, versions, st, command,
+                            started, time.monotonic() - t0, cluster_note, scenarios)
+        if a.json:
+            Path(a.json).write_text(json.dumps({"results": results, "unavailable": unavailable,
+                                                "versions": versions}, indent=1))
+        print()
+        print(text.split("## Is the load generator")[0])
+        print(f"written to {out}")
+        return 0
+    finally:
+        kill_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
