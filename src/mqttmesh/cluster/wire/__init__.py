@@ -1,1 +1,13 @@
-"""mqttmesh.cluster.wire."""
+"""mqttmesh.cluster.wire: framing (codec) and the versioned peer messages (v1)."""
+
+from mqttmesh.cluster.wire import v1
+from mqttmesh.cluster.wire.codec import (
+    MAX_FRAME,
+    PRE_AUTH_MAX_FRAME,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+)
+
+__all__ = ["v1", "FrameDecoder", "FrameError", "encode_frame", "MAX_FRAME",
+           "PRE_AUTH_MAX_FRAME"]
