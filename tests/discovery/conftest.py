@@ -33,6 +33,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def free_tcp_udp_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (a DNS server binds both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     """Run one async test body on a fresh event loop, with an overall deadline."""
     async def bounded() -> T:
@@ -128,7 +143,7 @@ class Dnsmasq:
     """dnsmasq answering only from its command line and `hosts` file, on 127.0.0.1:port."""
 
     def __init__(self, workdir: Path, args: list[str]) -> None:
-        self.port = free_port(socket.SOCK_DGRAM)
+        self.port = free_tcp_udp_port()
         self.hosts = workdir / "hosts"
         self.hosts.write_text("")
         self.log = workdir / "dnsmasq.log"
@@ -180,7 +195,7 @@ def _wait_dns(server: Dnsmasq) -> None:
             stderr = server.proc.stderr.read().decode() if server.proc.stderr else ""
             raise RuntimeError(f"dnsmasq exited: {stderr}")
         try:
-            dns.query.udp(query, "127.0.0.1", port=server.port, timeout=0.5)
+            dns.query.udp(query, "127.0.0.1", port=server.port, timeout=0.1)
             return
         except (dns.exception.Timeout, OSError):
             pass
