@@ -90,9 +90,8 @@ def test_pingreq_answered(node, version):
         assert isinstance(raw.read_packets(1)[0], PingResp)
 
 
+@pytest.mark.parametrize("version", [5], ids=["v5"])
 def test_connack_v5_announces_limits(mqtt, version):
-    if version != 5:
-        pytest.skip("CONNACK properties are MQTT 5")
     client = mqtt()
     props = client.connack_properties
     # the broker's maximum packet size (default 1 MB) and topic alias maximum are announced

@@ -8,6 +8,7 @@ import ssl
 import pytest
 
 from tests.helpers import Client, make_tls_files
+from tests.helpers.nodes import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,25 @@ def test_disabled_listeners_are_closed(module_node_factory):
     assert only_tcp.accepts("tcp")
     for ltype in ("ssl", "ws", "wss"):
         assert not only_tcp.accepts(ltype), f"{ltype} listener should be disabled"
+
+
+def test_max_connections(module_node_factory):
+    limited = module_node_factory(config="listeners.tcp.default.max_connections = 2\n")
+    with Client(limited.port) as first, Client(limited.port) as second:
+        first.connect()
+        second.connect()
+        third = Client(limited.port)
+        with pytest.raises(AssertionError):
+            third.connect(timeout=2)  # refused: closed at accept, no CONNACK
+        third.close()
+    # slots are released when connections close
+    with Client(limited.port) as again:
+        wait_until(lambda: _try_connect(again), timeout=5, what="a free connection slot")
+
+
+def _try_connect(client: Client) -> bool:
+    try:
+        client.connect(timeout=1)
+        return True
+    except AssertionError:
+        return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+v5_only = pytest.mark.parametrize("version", [5], ids=["v5"])
+
 
 def test_retained_delivered_to_new_subscriber(mqtt, version, topic):
     # [MQTT-3.3.1-6] a new subscription gets the retained message, RETAIN flag set
@@ -82,11 +84,10 @@ def test_resubscribe_resends_retained(mqtt, version, topic):
     assert sub.expect().payload == b"again"
 
 
+@v5_only
 @pytest.mark.parametrize("handling", [0, 1, 2])
 def test_v5_retain_handling(mqtt, version, topic, handling):
     # [MQTT-3.3.1-9..11] 0: always send; 1: only if the subscription is new; 2: never
-    if version != 5:
-        pytest.skip("Retain Handling is MQTT 5")
     mqtt().publish(topic, b"r", qos=1, retain=True)
     sub = mqtt()
     sentinel = topic + "/sentinel"
@@ -105,9 +106,8 @@ def test_v5_retain_handling(mqtt, version, topic, handling):
         assert got == expected, f"attempt {attempt}"
 
 
+@v5_only
 def test_v5_retain_as_published(mqtt, version, topic):
-    if version != 5:
-        pytest.skip("Retain As Published is MQTT 5")
     rap = mqtt()
     rap.subscribe(topic, qos=1, retain_as_published=True)
     plain = mqtt()

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+v5_only = pytest.mark.parametrize("version", [5], ids=["v5"])
+
 
 def _persistent(version: int) -> dict:
     """Connect options for a session that outlives the connection."""
@@ -64,10 +66,9 @@ def test_clean_start_discards_persistent_session(mqtt, version, topic):
     second.expect_none(0.3)
 
 
+@v5_only
 def test_v5_session_expiry_elapses(mqtt, version, topic):
     # [MQTT-3.1.2-23] the session is discarded once Session Expiry Interval has passed
-    if version != 5:
-        pytest.skip("Session Expiry Interval is MQTT 5")
     client_id = f"expiring-{topic}"
     first = mqtt(client_id=client_id, clean=False, session_expiry=1)
     first.subscribe(topic, qos=1)
@@ -77,9 +78,8 @@ def test_v5_session_expiry_elapses(mqtt, version, topic):
     assert second.session_present is False
 
 
+@v5_only
 def test_v5_session_expiry_zero_ends_at_disconnect(mqtt, version, topic):
-    if version != 5:
-        pytest.skip("Session Expiry Interval is MQTT 5")
     client_id = f"zero-expiry-{topic}"
     first = mqtt(client_id=client_id, clean=False, session_expiry=0)
     first.subscribe(topic, qos=1)
@@ -88,10 +88,9 @@ def test_v5_session_expiry_zero_ends_at_disconnect(mqtt, version, topic):
     assert second.session_present is False
 
 
+@v5_only
 def test_v5_disconnect_can_shorten_session_expiry(mqtt, version, topic):
     # DISCONNECT may change Session Expiry Interval (to 0 here): the session ends
-    if version != 5:
-        pytest.skip("MQTT 5")
     from paho.mqtt.packettypes import PacketTypes
 
     from tests.helpers.clients import props

@@ -19,6 +19,12 @@ def version() -> int:
     return 5
 
 
+@pytest.fixture(scope="module")
+def node(module_node_factory):
+    # a small Topic Alias Maximum so that "alias above the maximum" can be tested
+    return module_node_factory(config="mqtt.max_topic_alias = 10\n")
+
+
 # -- subscription identifiers -------------------------------------------------------------------
 
 def test_subscription_identifier_delivered(mqtt, topic):

@@ -58,14 +58,12 @@ def test_retained_will(mqtt, version, topic):
     assert msg.payload == b"last words" and msg.retain
 
 
-def _v5_only(version):
-    if version != 5:
-        pytest.skip("MQTT 5 feature")
+v5_only = pytest.mark.parametrize("version", [5], ids=["v5"])
 
 
+@v5_only
 def test_v5_will_delay(mqtt, version, topic):
     # [MQTT-3.1.3-9] the will is published after Will Delay Interval, not at disconnect
-    _v5_only(version)
     sub = mqtt()
     sub.subscribe(topic, qos=1)
     will_props = props(PacketTypes.WILLMESSAGE, WillDelayInterval=2)
@@ -80,9 +78,9 @@ def test_v5_will_delay(mqtt, version, topic):
     assert msg.at - dropped_at >= 1.5, "will sent before its delay"
 
 
+@v5_only
 def test_v5_will_cancelled_by_reconnect_within_delay(mqtt, version, topic):
     # [MQTT-3.1.3-9] reconnecting before the delay elapses: no will
-    _v5_only(version)
     sub = mqtt()
     sub.subscribe([(topic, 1), (topic + "/sentinel", 1)])
     client_id = f"willdelay-{topic}"
@@ -98,9 +96,9 @@ def test_v5_will_cancelled_by_reconnect_within_delay(mqtt, version, topic):
     assert sub.expect(timeout=3).topic == topic + "/sentinel"
 
 
+@v5_only
 def test_v5_will_at_session_end_when_expiry_shorter(mqtt, version, topic):
     # [MQTT-3.1.3-9] published at the earlier of will delay and session expiry
-    _v5_only(version)
     sub = mqtt()
     sub.subscribe(topic, qos=1)
     will_props = props(PacketTypes.WILLMESSAGE, WillDelayInterval=60)
@@ -110,9 +108,9 @@ def test_v5_will_at_session_end_when_expiry_shorter(mqtt, version, topic):
     assert sub.expect(timeout=5).payload == b"expired"
 
 
+@v5_only
 def test_v5_disconnect_with_will_message(mqtt, version, topic):
     # DISCONNECT reason 0x04 "Disconnect with Will Message": the will is published
-    _v5_only(version)
     sub = mqtt()
     sub.subscribe(topic, qos=1)
     leaving = mqtt(will={"topic": topic, "payload": b"on purpose", "qos": 1})
@@ -120,8 +118,8 @@ def test_v5_disconnect_with_will_message(mqtt, version, topic):
     assert sub.expect().payload == b"on purpose"
 
 
+@v5_only
 def test_will_properties_passed_through(mqtt, version, topic):
-    _v5_only(version)
     sub = mqtt()
     sub.subscribe(topic, qos=1)
     will_props = props(PacketTypes.WILLMESSAGE, ContentType="text/plain", UserProperty=[("k", "v")])
