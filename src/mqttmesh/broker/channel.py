@@ -256,6 +256,8 @@ class Channel:
     # -- PUBLISH and its acknowledgements ---------------------------------------------------
 
     def _on_publish(self, p: Publish, now: float) -> None:
+        # hot path: the decoder already refused wildcards in the topic name [MQTT-3.3.2-2]
+        # and an empty topic without a topic alias [MQTT-4.7.3-1]
         session = self.session
         if session is None:
             raise RemoteProtocolError("PUBLISH before CONNECT", 0x82)
@@ -264,27 +266,18 @@ class Channel:
         topic = p.topic
         props = p.properties
         qos = p.qos
+        expiry_at = None
         if props is not NO_PROPERTIES:
-            alias = props.topic_alias
-            if alias is not None:
-                if alias == 0 or alias > config.max_topic_alias:
-                    raise RemoteProtocolError("topic alias invalid", 0x94)  # [MQTT-3.3.2-9]
-                if topic:
-                    if self.aliases is None:
-                        self.aliases = {}
-                    self.aliases[alias] = topic  # [MQTT-3.3.2-12]
-                else:
-                    topic = (self.aliases or {}).get(alias, "")
-                    if not topic:
-                        raise RemoteProtocolError("unknown topic alias", 0x82)
-        if not topic:
-            raise RemoteProtocolError("empty topic name", 0x82)  # [MQTT-4.7.3-1]
-        if "+" in topic or "#" in topic or topic.count("/") >= config.max_topic_levels:
-            raise RemoteProtocolError("topic name invalid", 0x90)  # [MQTT-3.3.2-2]
+            if props.topic_alias is not None:
+                topic = self._resolve_alias(topic, props.topic_alias)
+            if props.message_expiry_interval is not None:
+                expiry_at = now + props.message_expiry_interval
         if qos > config.max_qos_allowed:
             raise RemoteProtocolError("QoS not supported", 0x9B)  # [MQTT-3.2.2-11]
         if p.retain and not config.retain_available:
             raise RemoteProtocolError("retain not supported", 0x9A)  # [MQTT-3.2.2-14]
+        if topic.count("/") >= config.max_topic_levels:
+            raise RemoteProtocolError("too many topic levels", 0x90)
         pid = p.packet_id
         if qos == 2:
             if session.awaiting(pid):  # type: ignore[arg-type]
@@ -292,10 +285,9 @@ class Channel:
                 return  # a resend: acknowledged again, not dispatched again [MQTT-4.3.3-9]
             if session.awaiting_count() >= config.max_awaiting_rel:
                 raise RemoteProtocolError("receive maximum exceeded", 0x93)  # [MQTT-3.3.4-7]
-        expiry = props.message_expiry_interval
         message = Message(
             topic, p.payload, qos, p.retain, props, self.client_id, config.node_name,
-            None if expiry is None else now + expiry, broker.next_message_id(),
+            expiry_at, next(broker._ids),
         )
         broker.counters.messages_received += 1
         broker.publish(message, now)
@@ -305,6 +297,20 @@ class Channel:
             session.await_rel(pid, now)  # type: ignore[arg-type]
             self._write(encode_ack(PUBREC, pid))  # type: ignore[arg-type]  [MQTT-4.3.3-8]
             broker.schedule(self, now + config.await_rel_timeout)
+
+    def _resolve_alias(self, topic: str, alias: int) -> str:
+        """Client -> server Topic Alias: set the mapping, or use it when the topic is empty."""
+        if alias == 0 or alias > self.broker.config.max_topic_alias:
+            raise RemoteProtocolError("topic alias invalid", 0x94)  # [MQTT-3.3.2-9]
+        if topic:
+            if self.aliases is None:
+                self.aliases = {}
+            self.aliases[alias] = topic  # [MQTT-3.3.2-12]
+            return topic
+        topic = (self.aliases or {}).get(alias, "")
+        if not topic:
+            raise RemoteProtocolError("unknown topic alias", 0x82)
+        return topic
 
     def _on_puback(self, p: PubAck, now: float) -> None:
         self.session.on_puback(p.packet_id, now)  # type: ignore[union-attr]

@@ -50,7 +50,7 @@ class Message:
 
     __slots__ = (
         "topic", "payload", "qos", "retain", "properties", "sender", "sender_node",
-        "expiry_at", "id", "_topic_bytes", "_props_body", "_cache",
+        "expiry_at", "id", "_topic_bytes", "_props_body", "_cache", "_split",
     )
 
     def __init__(
@@ -77,6 +77,7 @@ class Message:
         self._topic_bytes: bytes | None = None
         self._props_body: bytes | None = None
         self._cache: dict[int, bytes] | None = None
+        self._split: dict[int, tuple[bytes, bytes]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -118,7 +119,42 @@ class Message:
         subscription_id: int | None,
         now: float,
     ) -> bytes:
-        """Encode one PUBLISH of this message for one subscriber (not cached)."""
+        """Encode one PUBLISH of this message for one subscriber.
+
+        A QoS 1/2 PUBLISH whose bytes differ between subscribers only by the packet id
+        (no subscription identifier, no expiry to recompute) is built from a cached
+        (bytes before the packet id, bytes after it) split of one encoding.
+        """
+        if (
+            packet_id is not None
+            and subscription_id is None
+            and (protocol_version < 5 or self.expiry_at is None)
+        ):
+            key = protocol_version * 16 + qos * 4 + dup * 2 + retain
+            split = self._split
+            if split is None:
+                split = self._split = {}
+            parts = split.get(key)
+            if parts is None:
+                data = self._encode(protocol_version, qos, retain, dup, 0, None, now)
+                i = 1
+                while data[i] & 0x80:
+                    i += 1
+                cut = i + 3 + len(self._topic_bytes)  # type: ignore[arg-type]
+                parts = split[key] = (data[:cut], data[cut + 2:])
+            return b"".join((parts[0], packet_id.to_bytes(2, "big"), parts[1]))
+        return self._encode(protocol_version, qos, retain, dup, packet_id, subscription_id, now)
+
+    def _encode(
+        self,
+        protocol_version: int,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        packet_id: int | None,
+        subscription_id: int | None,
+        now: float,
+    ) -> bytes:
         topic = self._topic_bytes
         if topic is None:
             topic = self._topic_bytes = self.topic.encode()
@@ -149,7 +185,14 @@ class Message:
             data = cache.get(key)
             if data is not None:
                 return data
-        data = cache[key] = self.encode(protocol_version, 0, retain, False, None, None, now)
+        if protocol_version == 5:
+            data = self._encode(5, 0, retain, False, None, None, now)
+        else:
+            topic = self._topic_bytes
+            if topic is None:
+                topic = self._topic_bytes = self.topic.encode()
+            data = encode_publish(topic, self.payload, 0, retain, False, None, b"", protocol_version)
+        cache[key] = data
         return data
 
 

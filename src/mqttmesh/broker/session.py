@@ -178,16 +178,27 @@ class Session:
         self, message: Message, qos: int, retain: bool, sub_id: int | None, now: float
     ) -> None:
         inflight = self.inflight
-        assert inflight is not None
         pid = self.next_packet_id
-        while pid in inflight:
+        while pid in inflight:  # type: ignore[operator]
             pid = pid % 65535 + 1
         data = message.encode(self.version, qos, retain, False, pid, sub_id, now)
-        if self._write_publish(data):
-            self.next_packet_id = pid % 65535 + 1
-            inflight[pid] = _Inflight(message, qos, retain, sub_id, now)
-            if self.version < 5 and self.channel is not None:
-                self.broker.schedule(self.channel, now + self.broker.config.retry_interval)
+        if len(data) > self.their_max_packet_size:  # [MQTT-3.1.2-25]
+            self.broker.counters.messages_dropped += 1
+            return
+        self.outlet.write(data)  # type: ignore[union-attr]
+        broker = self.broker
+        counters = broker.counters
+        counters.messages_sent += 1
+        counters.bytes_sent += len(data)
+        self.next_packet_id = pid % 65535 + 1
+        inflight[pid] = _Inflight(message, qos, retain, sub_id, now)  # type: ignore[index]
+        if self.version < 5:
+            channel = self.channel
+            if channel is not None:
+                at = now + broker.config.retry_interval
+                current = channel._timer_at
+                if current is None or at < current:
+                    broker.schedule(channel, at)
 
     def _enqueue(self, message: Message, qos: int, retain: bool, sub_id: int | None) -> None:
         config = self.broker.config
