@@ -161,6 +161,21 @@ static double self_cpu_s(void) {
            (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+static double machine_busy_s(void) {    /* all CPUs' non-idle time, from /proc/stat */
+    char buf[512];
+    int fd = open("/proc/stat", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    unsigned long long v[10] = {0};
+    if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) < 8) return -1;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static double broker_cpu_s(void) {        /* sum over --broker-pid, -1 if unreadable */
     if (!n_broker_pids) return -1;
     double total = 0;
@@ -747,12 +762,12 @@ int main(int argc, char **argv) {
     t_start_ns = now_ns();
     uint64_t t_meas0 = 0, t_meas1 = 0, t_drain_end = 0;
     uint64_t sent0 = 0, recv0 = 0, sent1 = 0, recv1 = 0, acked0 = 0, acked1 = 0;
-    double cpu0 = 0, cpu1 = 0, bcpu0 = -1, bcpu1 = -1;
+    double cpu0 = 0, cpu1 = 0, bcpu0 = -1, bcpu1 = -1, mcpu0 = -1, mcpu1 = -1;
     phase = all_ready ? PH_WARMUP : PH_DONE;
     if (phase == PH_WARMUP && o_warmup <= 0) { phase = PH_MEASURE; }
     uint64_t warm_end = t_start_ns + (uint64_t)(o_warmup * 1e9);
     uint64_t meas_end = warm_end + (uint64_t)(o_duration * 1e9);
-    if (phase == PH_MEASURE) { t_meas0 = t_start_ns; cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s(); }
+    if (phase == PH_MEASURE) { t_meas0 = t_start_ns; cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s(); mcpu0 = machine_busy_s(); }
 
 #define SUM(field, r) ({ uint64_t _s = 0; for (int _i = 0; _i < nconns; _i++) if (conns[_i].role == (r)) _s += conns[_i].field; _s; })
     uint64_t last_stall_scan = now_ns();
@@ -762,7 +777,7 @@ int main(int argc, char **argv) {
         if (phase == PH_WARMUP && tn >= warm_end) {
             phase = PH_MEASURE; t_meas0 = tn;
             sent0 = SUM(sent, ROLE_PUB); acked0 = SUM(acked, ROLE_PUB); recv0 = SUM(received, ROLE_SUB);
-            cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s();
+            cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s(); mcpu0 = machine_busy_s();
         }
         int count_done = 0;
         if (o_count) {
@@ -772,7 +787,7 @@ int main(int argc, char **argv) {
         if (phase == PH_MEASURE && (tn >= meas_end || count_done || ready_count < nconns)) {
             phase = PH_DRAIN; t_meas1 = tn;
             sent1 = SUM(sent, ROLE_PUB); acked1 = SUM(acked, ROLE_PUB); recv1 = SUM(received, ROLE_SUB);
-            cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s();
+            cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s(); mcpu1 = machine_busy_s();
             t_drain_end = tn + (uint64_t)(o_drain * 1e9);
         }
         if (phase == PH_DRAIN) {
@@ -815,7 +830,7 @@ int main(int argc, char **argv) {
     if (!t_meas1) {                                      /* interrupted or never measured */
         t_meas1 = t_end; if (!t_meas0) t_meas0 = t_end;
         sent1 = SUM(sent, ROLE_PUB); acked1 = SUM(acked, ROLE_PUB); recv1 = SUM(received, ROLE_SUB);
-        cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s();
+        cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s(); mcpu1 = machine_busy_s();
     }
     uint64_t sent = SUM(sent, ROLE_PUB), acked = SUM(acked, ROLE_PUB), received = SUM(received, ROLE_SUB);
     uint64_t expected = 0;
@@ -844,7 +859,9 @@ int main(int argc, char **argv) {
     printf("\"latency_us\":{\"count\":%llu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
            (unsigned long long)hist_count, h_pct(50), h_pct(90), h_pct(99), h_pct(99.9),
            hist_count ? (double)hist_max_ns / 1000.0 : -1.0);
-    printf("\"loadgen_cpu_share\":%.3f,\"broker_cpu_share\":%.3f,", cpu_share, bshare);
+    double mshare = (mcpu0 >= 0 && mcpu1 >= 0) ? (mcpu1 - mcpu0) / secs : -1;
+    printf("\"loadgen_cpu_share\":%.3f,\"broker_cpu_share\":%.3f,\"machine_busy_cores\":%.3f,"
+           "\"ncpu\":%ld,", cpu_share, bshare, mshare, sysconf(_SC_NPROCESSORS_ONLN));
     print_json_errors(stdout);
     printf(",\"interrupted\":%s,\"ok\":%s}\n", stop_flag ? "true" : "false", ok ? "true" : "false");
     fflush(stdout);
