@@ -146,7 +146,6 @@ class Node:
             self._done = loop.create_future()
         if self._stop_requested:
             self._stop_event.set()
-        _ensure_logging(self.settings)
         try:
             await self._run(loop)
         finally:
@@ -281,22 +280,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _ensure_logging(settings: Any) -> None:
-    """If nobody configured logging (the CLI normally does), log to stderr."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    level_name = "info"
-    console = getattr(getattr(settings, "log", None), "console", None)
-    if console is not None:
-        level_name = str(getattr(console, "level", "info"))
-    level = {
-        "debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
-        "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
-        "alert": logging.CRITICAL, "emergency": logging.CRITICAL,
-    }.get(level_name.lower(), logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
-    )

@@ -1,0 +1,73 @@
+"""Node in-process: start on port 0, pid file contract, stop() future, bind errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from mqttmesh.config import load_settings
+from mqttmesh.runtime import ListenerBindError, Node
+
+
+def _settings(tmp_path, port=0, extra=""):
+    conf = tmp_path / "n.conf"
+    conf.write_text(
+        f'node.data_dir = "{tmp_path / "data"}"\n'
+        f'listeners.tcp.default.bind = "127.0.0.1:{port}"\n'
+        "listeners.ssl.default.enable = false\n"
+        "listeners.ws.default.enable = false\n"
+        "listeners.wss.default.enable = false\n"
+        "dashboard.listeners.http.enable = false\n" + extra
+    )
+    return load_settings(str(conf), {})
+
+
+def test_run_and_stop(tmp_path):
+    node = Node(_settings(tmp_path))
+
+    async def main():
+        task = asyncio.create_task(node.run())
+        await asyncio.wait_for(node.wait_started(), 5)
+        assert (tmp_path / "data" / "mqttmesh.pid").exists()
+        port = node.listeners[0].bound_port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01a")
+        assert (await reader.readexactly(4)) == b"\x20\x02\x00\x00"
+        done = node.stop()
+        await asyncio.wait_for(done, 5)
+        await asyncio.wait_for(task, 1)
+        assert await reader.read() == b""  # the client was closed
+        writer.close()
+
+    asyncio.run(main())
+    assert not (tmp_path / "data" / "mqttmesh.pid").exists()
+
+
+def test_stop_before_run_returns_immediately(tmp_path):
+    node = Node(_settings(tmp_path))
+
+    async def main():
+        node.stop()
+        await asyncio.wait_for(node.run(), 5)
+
+    asyncio.run(main())
+
+
+def test_bind_error_names_listener_and_address(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        node = Node(_settings(tmp_path, port=port))
+        with pytest.raises(ListenerBindError) as info:
+            asyncio.run(node.run())
+        assert str(info.value) == (
+            f"listener tcp:default cannot bind 127.0.0.1:{port}: address already in use"
+        )
+        assert isinstance(info.value, OSError)
+        assert not (tmp_path / "data" / "mqttmesh.pid").exists()
+    finally:
+        holder.close()
