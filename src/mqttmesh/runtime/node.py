@@ -181,7 +181,6 @@ class Node:
                     listeners=describe(self.listeners) or "none",
                 )
                 await self._stop_event.wait()
-                log_event(log, "info", "node stopping", node=self.name)
                 await self._shutdown(loop)
                 timer.cancel()
                 if sys_task is not None:
