@@ -125,3 +125,19 @@ def _try_connect(client: Client) -> bool:
         return True
     except AssertionError:
         return False
+
+
+def test_tls_verify_peer_requires_client_certificate(module_node_factory, tls_files, version):
+    mtls = module_node_factory(
+        listeners=("tcp", "ssl"), tls=tls_files,
+        config="listeners.ssl.default.ssl_options.verify = verify_peer\n"
+               "listeners.ssl.default.ssl_options.fail_if_no_peer_cert = true\n",
+    )
+    with Client(mtls.ports["ssl"], version=version, ca_cert=tls_files.ca_cert,
+                client_cert=(tls_files.client_cert, tls_files.client_key)) as good:
+        good.connect()
+        assert good.connack[0] == 0
+    anonymous = Client(mtls.ports["ssl"], version=version, ca_cert=tls_files.ca_cert)
+    with pytest.raises(Exception):
+        anonymous.connect(timeout=3)
+    anonymous.close()

@@ -88,6 +88,7 @@ class Client:
         transport: str = "tcp",
         ws_path: str = "/mqtt",
         ca_cert: str | None = None,
+        client_cert: tuple[str, str] | None = None,
         username: str | None = None,
         password: str | None = None,
         will: dict[str, Any] | None = None,
@@ -113,7 +114,9 @@ class Client:
         if transport == "websockets":
             self.paho.ws_set_options(path=ws_path)
         if ca_cert is not None:
-            self.paho.tls_set(ca_certs=ca_cert, cert_reqs=ssl.CERT_REQUIRED)
+            certfile, keyfile = client_cert if client_cert else (None, None)
+            self.paho.tls_set(ca_certs=ca_cert, certfile=certfile, keyfile=keyfile,
+                              cert_reqs=ssl.CERT_REQUIRED)
         if username is not None:
             self.paho.username_pw_set(username, password)
         if will is not None:

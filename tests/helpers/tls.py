@@ -1,4 +1,5 @@
-"""Throwaway TLS material for tests: a CA and a server certificate for 127.0.0.1/localhost.
+"""Throwaway TLS material for tests: a CA, a server certificate for 127.0.0.1/localhost and a
+client certificate.
 
 Made with the ``openssl`` CLI (the ``cryptography`` package is not a dependency); EC P-256
 keys keep it fast (~50 ms).
@@ -19,6 +20,8 @@ class TlsFiles:
     ca_key: str
     server_cert: str
     server_key: str
+    client_cert: str
+    client_key: str
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -42,7 +45,14 @@ def make_tls_files(directory: Path | str, hosts: tuple[str, ...] = ("127.0.0.1",
     )
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    _openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr",
+             "-subj", "/CN=mqttmesh test client", cwd=d)
+    (d / "client.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.cnf",
+             cwd=d)
     return TlsFiles(
         ca_cert=str(d / "ca.pem"), ca_key=str(d / "ca.key"),
         server_cert=str(d / "server.pem"), server_key=str(d / "server.key"),
+        client_cert=str(d / "client.pem"), client_key=str(d / "client.key"),
     )
