@@ -68,7 +68,6 @@ def decode_connect(b0: int, buf: bytes, pos: int, end: int) -> Connect:
     """
     level: int | None = None
     try:
-        check_flags(b0)
         name, pos = read_str(buf, pos, end)
         lvl, pos = read_u8(buf, pos, end)
         version = SUPPORTED.get((name, lvl))
@@ -79,6 +78,7 @@ def decode_connect(b0: int, buf: bytes, pos: int, end: int) -> Connect:
             exc.connack_code = 0x01 if name in ("MQTT", "MQIsdp") else None  # type: ignore[attr-defined]
             raise exc
         level = version
+        check_flags(b0)  # after the level, so that an MQTT 5 client gets its CONNACK 0x81
         return _connect_body(buf, pos, end, version, name)
     except RemoteProtocolError as exc:
         if level == 5:
@@ -132,7 +132,8 @@ def _connect_body(buf: bytes, pos: int, end: int, version: int, name: str) -> Co
         raise exc
     if version == 4 and not client_id and not clean:
         exc = RemoteProtocolError("empty client identifier needs clean session", 0x85)
-        exc.connack_code = 0x02  # [MQTT-3.1.3-8]  # type: ignore[attr-defined]
+        # [MQTT-3.1.3-8]
+        exc.connack_code = 0x02  # type: ignore[attr-defined]
         raise exc
     return Connect(client_id, version, name, clean, keep_alive, will, username, password, props)
 
