@@ -231,3 +231,29 @@ def test_publish_topic_with_wildcard_is_refused(client) -> None:
     c.send_raw(b"\x30\x07\x00\x03a/+\x00x")  # the client-side encoder refuses to make it
     assert c.take(Disconnect).reason_code == 0x90  # [MQTT-3.3.2-2]
     assert c.closed
+
+
+def test_unsupported_protocol_level_connack_0x01(client) -> None:
+    c = client(4)
+    c.send_raw(b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x3c\x00\x00")  # level 6
+    assert c.received() == [ConnAck(False, 0x01)]  # [MQTT-3.1.2-2]
+    assert c.closed
+
+
+def test_v5_malformed_connect_gets_connack_reason(client) -> None:
+    c = client(5)
+    # CONNECT v5 with the reserved flag set: malformed -> CONNACK 0x81 then close
+    c.send_raw(b"\x10\x0d\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x00")
+    [ack] = c.received()
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0x81  # [MQTT-3.1.2-3]
+    assert c.closed
+
+
+def test_tick_returns_next_deadline(broker, clock, client) -> None:
+    assert broker.tick(clock.now) is None
+    c = client(4)
+    assert broker.tick(clock.now) == clock.now + 15  # connect (idle) timeout
+    c.connect("a", keep_alive=20)
+    clock.advance(16)
+    assert broker.tick(clock.now) == clock.now - 16 + 30  # keep alive x 1.5 governs now
+    assert not c.closed
