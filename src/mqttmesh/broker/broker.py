@@ -113,7 +113,11 @@ class Broker:
         if self.cluster is not None:
             self.cluster.forward(message)
             self.counters.messages_forwarded += 1
-        return self.dispatcher.dispatch(message, now)
+            return self.dispatcher.dispatch(message, now)
+        delivered = self.dispatcher.dispatch(message, now)
+        if not delivered:
+            self.counters.messages_dropped += 1  # standalone and no subscriber
+        return delivered
 
     def dispatch_remote(self, message: Message, now: float) -> int:
         """A message forwarded by a peer: dispatch to local subscribers only.

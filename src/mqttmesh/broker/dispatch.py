@@ -128,7 +128,6 @@ class Dispatcher:
         """Deliver a message to every matching local subscription; returns how many."""
         routes = self.trie.match(message.topic)
         if not routes:
-            self._counters.messages_dropped += 1  # no subscriber
             return 0
         if message.expiry_at is not None and now >= message.expiry_at:
             self._counters.messages_dropped += 1

@@ -345,7 +345,6 @@ class Session:
             if at + timeout > now:
                 return at + timeout
             del ar[pid]
-            self.broker.counters.messages_dropped += 1
         return None
 
     # -- offline timers ---------------------------------------------------------------------

@@ -40,7 +40,7 @@ class BrokerStats:
         messages_received: PUBLISH packets accepted from clients.
         messages_sent: PUBLISH packets written to clients.
         messages_dropped: messages discarded (queue full, expired, too large for the client,
-            QoS 0 not queued, no subscriber).
+            QoS 0 not queued, no subscriber on a standalone node).
         messages_forwarded: messages handed to the cluster.
         messages_from_peers: messages dispatched on behalf of another node.
         bytes_received / bytes_sent: MQTT bytes read / written (PUBLISH and control packets).
