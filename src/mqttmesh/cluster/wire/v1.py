@@ -16,8 +16,10 @@ Distribution link (4370 + offset; every node connects to every member, both ways
     BYE           [9, reason, {info}]                      the sender closes the link
 
 RPC link (5370 + offset; forwarding):
-    FORWARD       [10, seq, [message, ...]]   seq 0: QoS 0 batch, never acknowledged
+    FORWARD       [10, stream, seq, [message, ...]]  seq 0: QoS 0 batch, never acknowledged
     FORWARD_ACK   [11, seq]
+    (stream: the sender's id for this process run; seqs grow within a stream, so the receiver
+    dedups retried batches with a per-stream high-water mark.)
     message = [topic, payload, qos, retain, {properties}, sender, sender_node, ttl]
     (ttl: seconds the message may still live, or None; monotonic clocks differ per node).
 """
@@ -64,7 +66,7 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     REQUEST: (_I, _S, _D),
     REPLY: (_I, _B, _A),
     BYE: (_S, _D),
-    FORWARD: (_I, _L),
+    FORWARD: (_S, _I, _L),
     FORWARD_ACK: (_I,),
 }
 

@@ -1,0 +1,176 @@
+"""`mqttmesh ctl ...`: admin commands, talking to the node through mgmt.
+
+    mqttmesh ctl [-c FILE] [--node NAME] cluster join NODE [--dry-run]
+    mqttmesh ctl cluster leave | force-leave NODE | status [--json]
+    mqttmesh ctl cluster routes verify [--json]
+    mqttmesh ctl route explain TOPIC [--json]
+
+Output follows the EMQX docs (SPEC §1); errors are one line on stderr with exit code 1
+(2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from mqttmesh.errors import ClusterError
+
+__all__ = ["main", "format_status"]
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """`Cluster status: #{running_nodes => ['a@h1','b@h2'], stopped_nodes => []}`."""
+    def names(key: str) -> str:
+        return ",".join(f"'{n}'" for n in status.get(key, []))
+    return (f"Cluster status: #{{running_nodes => [{names('running_nodes')}], "
+            f"stopped_nodes => [{names('stopped_nodes')}]}}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"mqttmesh ctl: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mqttmesh ctl", description="admin commands")
+    sub = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
+    cluster = sub.add_parser("cluster", help="cluster membership and routes")
+    csub = cluster.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = csub.add_parser("join", help="join the cluster of NODE (run on the joining node)")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what this node would lose, change nothing")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("leave", help="this node leaves its cluster")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("force-leave", help="remove NODE from the cluster, on every member")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("status", help="running and stopped nodes")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("routes", help="route table tools")
+    rsub = p.add_subparsers(dest="routes_command", metavar="COMMAND", required=True)
+    v = rsub.add_parser("verify", help="compare every node's copy of the route table")
+    v.add_argument("--json", action="store_true")
+    route = sub.add_parser("route", help="routing of one topic")
+    rsub = route.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = rsub.add_parser("explain", help="which filters match TOPIC and where it would go")
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
+    """Run one ctl command; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    settings = load(None)
+    from mqttmesh.mgmt import cluster as ops
+
+    action = _describe(args)
+    try:
+        if args.group == "route":
+            return _explain(ops.route_explain(settings, args.topic), args.json)
+        if args.command == "join":
+            result = ops.join(settings, args.node, args.dry_run)
+            if args.dry_run:
+                return _dry_run(result, args.json)
+            return _done("Join the cluster successfully.", result, args.json)
+        if args.command == "leave":
+            return _done("Leave the cluster successfully.", ops.leave(settings), args.json)
+        if args.command == "force-leave":
+            return _done("Remove the node from cluster successfully.",
+                         ops.force_leave(settings, args.node), args.json)
+        if args.command == "status":
+            return _done(None, ops.status(settings), args.json)
+        return _verify(ops.routes_verify(settings), args.json)
+    except ClusterError as exc:
+        print(f"mqttmesh ctl: {action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _describe(args: argparse.Namespace) -> str:
+    if args.group == "route":
+        return "route explain failed"
+    return {
+        "join": "failed to join the cluster",
+        "leave": "failed to leave the cluster",
+        "force-leave": "failed to remove the node",
+        "status": "cannot get the cluster status",
+    }.get(args.command, "routes verify failed")
+
+
+def _done(headline: str | None, status: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(status))
+        return 0
+    if headline:
+        print(headline)
+    print(format_status(status))
+    return 0
+
+
+def _dry_run(report: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(report))
+        return 0
+    target = report.get("target")
+    print(f"Dry run: nothing was changed. Joining {target} would:")
+    leave = report.get("would_leave") or []
+    if leave:
+        print(f"  leave the current cluster (with {', '.join(leave)})")
+    print(f"  drop {report.get('routes_dropped', 0)} replicated routes of other nodes "
+          f"(re-synced from the new cluster)")
+    print(f"  replace {report.get('retained_replaced', 0)} retained messages with the "
+          f"cluster's")
+    print(f"  keep {report.get('sessions_kept', 0)} local sessions and "
+          f"{report.get('own_routes_kept', 0)} local routes")
+    members = report.get("target_members") or []
+    print(f"{target}'s cluster: {', '.join(members)}")
+    return 0
+
+
+def _verify(result: dict[str, Any], as_json: bool) -> int:
+    differences = result.get("differences") or []
+    if as_json:
+        print(json.dumps(result))
+        return 1 if differences else 0
+    nodes = result.get("nodes") or []
+    if differences:
+        print(f"Route tables differ ({len(differences)} differences):")
+        for line in differences:
+            print(f"  {line}")
+    else:
+        print(f"Route tables are identical on {len(nodes)} nodes "
+              f"({result.get('routes', 0)} routes): {', '.join(nodes)}")
+    skipped = result.get("not_checked") or []
+    if skipped:
+        print(f"Not checked (stopped or unreachable): {', '.join(skipped)}")
+    return 1 if differences else 0
+
+
+def _explain(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result))
+        return 0
+    filters = result.get("filters") or []
+    down = set(result.get("down") or [])
+    print(f"Topic {result.get('topic')} matches {len(filters)} "
+          f"filter{'s' if len(filters) != 1 else ''}:")
+    for topic_filter, nodes in filters:
+        shown = ", ".join(f"{n} (down)" if n in down else n for n in nodes)
+        print(f"  {topic_filter} -> {shown}")
+    targets = []
+    if result.get("local"):
+        targets.append(f"{result.get('node')} (local)")
+    targets += list(result.get("forward_to") or [])
+    print(f"A publish on {result.get('node')} goes to: {', '.join(targets) or 'nobody'}")
+    return 0

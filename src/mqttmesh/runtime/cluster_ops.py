@@ -1,0 +1,291 @@
+"""Operator operations of a ClusterService: join, leave, force-leave, status, routes verify,
+route explain, and the requests nodes send each other for them.
+
+Each ``op_*`` coroutine returns a JSON-able dict or raises ``ClusterError`` with a one-line
+reason; ``handle_request`` maps a ``REQUEST`` from ctl (``KIND_CTL`` links) or from another
+node to them. Requests between nodes: ``join`` (a joiner asks a member), ``join_check``
+(``--dry-run``), ``route_digests`` (for ``routes verify``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mqttmesh.cluster import KIND_CTL, KIND_NODE, ClientHandshake, Member, Membership, v1
+from mqttmesh.cluster.membership import MemberStatus
+from mqttmesh.config import dist_port, node_host, validate_node_name
+from mqttmesh.errors import ClusterError, ConfigError, HandshakeError, ProtocolError
+from mqttmesh.logs import log_event
+from mqttmesh.protocol import validate_topic_name
+from mqttmesh.runtime.peer_link import LinkUnreachable, PeerLink, open_link
+
+if TYPE_CHECKING:
+    from mqttmesh.runtime.cluster_service import ClusterService
+
+__all__ = ["ClusterOps", "CTL_OPS"]
+
+log = logging.getLogger("mqttmesh.cluster")
+
+CTL_OPS = ("status", "join", "leave", "force_leave", "routes_verify", "route_explain")
+JOIN_WAIT = 5.0
+"""How long join waits for links to every member before printing the status."""
+
+
+class ClusterOps:
+    """Mixin of ClusterService (kept apart to keep each module to one job)."""
+
+    # -- request dispatch ------------------------------------------------------------------
+    async def handle_request(self: ClusterService, link: PeerLink, rid: int, op: str,
+                             args: dict[str, Any]) -> None:
+        try:
+            result = await self._request(link, op, args)
+        except ClusterError as exc:
+            link.send([v1.REPLY, rid, False, str(exc)])
+        except Exception as exc:  # a bug must not kill the link's reader
+            log.exception("cluster request failed", extra={"kv": {"op": op}})
+            link.send([v1.REPLY, rid, False, f"internal error: {exc.__class__.__name__}"])
+        else:
+            link.send([v1.REPLY, rid, True, result])
+
+    async def _request(self: ClusterService, link: PeerLink, op: str,
+                       args: dict[str, Any]) -> Any:
+        if link.peer.kind == KIND_CTL:
+            if op == "status":
+                return self.op_status()
+            if op == "join":
+                return await self.op_join(_str(args, "node"), bool(args.get("dry_run")))
+            if op == "leave":
+                return await self.op_leave()
+            if op == "force_leave":
+                return self.op_force_leave(_str(args, "node"))
+            if op == "routes_verify":
+                return await self.op_routes_verify()
+            if op == "route_explain":
+                return self.op_route_explain(_str(args, "topic"))
+            raise ClusterError(f"unknown operation {op[:40]!r}")
+        if op == "join":
+            return self._accept_join(link, args)
+        if op == "join_check":
+            return {"members": self.membership.members(), "cluster": self.cluster_name}
+        if op == "route_digests":
+            if not self.membership.is_member(link.peer.name):
+                raise ClusterError(f"{link.peer.name} is not a member of this cluster")
+            return {n: [d.epoch, d.version, d.hash, d.count]
+                    for n, d in self.routes.digests().items()}
+        raise ClusterError(f"unknown operation {op[:40]!r}")
+
+    # -- status ----------------------------------------------------------------------------
+    def op_status(self: ClusterService) -> dict[str, Any]:
+        status = self.membership.status()
+        return {"running_nodes": list(status.running_nodes),
+                "stopped_nodes": list(status.stopped_nodes)}
+
+    # -- join ------------------------------------------------------------------------------
+    async def op_join(self: ClusterService, target: str, dry_run: bool = False
+                      ) -> dict[str, Any]:
+        try:
+            validate_node_name(target, "NODE")
+        except ConfigError as exc:
+            raise ClusterError(f"invalid node name {target!r}: {exc.reason}") from None
+        if target == self.name:
+            raise ClusterError("a node cannot join itself")
+        if self.membership.is_member(target):
+            raise ClusterError(f"this node is already in a cluster with {target}")
+        host, port = node_host(target), dist_port(target)
+        hs = ClientHandshake(self.cookie, KIND_NODE, self.name, self.cluster_name, self.role)
+        try:
+            link = await open_link(host, port, hs, self.host)
+        except LinkUnreachable as exc:
+            raise ClusterError(f"node {target} is unreachable: {exc}") from None
+        except HandshakeError as exc:
+            raise ClusterError(f"node {target} refused the link: "
+                               f"{str(exc).removeprefix('refused by peer: ')}") from None
+        reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
+        try:
+            if link.peer.name != target:
+                raise ClusterError(f"the node at {host}:{port} is {link.peer.name}, "
+                                   f"not {target}")
+            if dry_run:
+                info = await link.request("join_check", {})
+                return self._dry_run_report(target, info)
+            if self.membership.clustered:
+                log_event(log, "info", "leaving the current cluster to join another",
+                          node=self.name, target=target)
+                await self.op_leave()
+            own = self.membership.incarnation(self.name)
+            result = await link.request("join", {"node": self.name, "role": self.role,
+                                                 "incarnation": own})
+        finally:
+            link.close("join done")
+            reader.cancel()
+        try:
+            entries = Membership.from_wire(result["view"])
+        except (KeyError, TypeError):
+            raise ClusterError(f"{target} answered the join with nonsense") from None
+        dropped = self.routes.wipe_others()
+        self.membership.adopt({e.name: e for e in entries})
+        if not self.membership.is_member(self.name):
+            self.membership.reset()
+            raise ClusterError(f"{target} did not admit this node")
+        now = asyncio.get_running_loop().time()
+        for peer in self.membership.peers():
+            self.membership.mark_down(peer, now)
+            self.routes.set_down(peer, True)
+            self._start_peer(peer)
+        self._save_view()
+        log_event(log, "info", "joined the cluster", node=self.name, via=target,
+                  members=",".join(self.membership.members()), routes_dropped=dropped)
+        deadline = now + JOIN_WAIT
+        while asyncio.get_running_loop().time() < deadline and \
+                self.membership.status().stopped_nodes:
+            await asyncio.sleep(0.05)
+        return self.op_status()
+
+    def _dry_run_report(self: ClusterService, target: str, info: Any) -> dict[str, Any]:
+        stats = None
+        if self.broker is not None:
+            try:
+                stats = self.broker.statistics()
+            except Exception:
+                stats = None
+        others = sum(len(self.routes.filters_of(n)) for n in self.routes.nodes()
+                     if n != self.name)
+        return {
+            "dry_run": True,
+            "target": target,
+            "target_members": list(info.get("members", [])) if isinstance(info, dict) else [],
+            "would_leave": self.membership.peers(),
+            "routes_dropped": others,
+            "own_routes_kept": len(self.routes.own_filters()),
+            "retained_replaced": getattr(stats, "retained", 0),
+            "sessions_kept": getattr(stats, "sessions", 0),
+        }
+
+    def _accept_join(self: ClusterService, link: PeerLink, args: dict[str, Any]
+                     ) -> dict[str, Any]:
+        joiner = _str(args, "node")
+        if joiner != link.peer.name:
+            raise ClusterError("a node may only ask to join for itself")
+        if joiner == self.name:
+            raise ClusterError("a node cannot join itself")
+        role = args.get("role") if isinstance(args.get("role"), str) else "core"
+        claimed = args.get("incarnation") if isinstance(args.get("incarnation"), int) else 0
+        was_member = self.membership.is_member(joiner)
+        if was_member:
+            self._forget(joiner)  # a rejoin: its old replicated routes go
+        member = self.membership.admit(joiner, role, claimed)
+        if self.loop is not None:
+            self.membership.mark_down(joiner, self.loop.time())
+        self.routes.set_down(joiner, True)
+        self._start_peer(joiner)
+        self._save_view()
+        self.broadcast_view()
+        log_event(log, "info", "node joined", node=self.name, peer=joiner,
+                  incarnation=member.incarnation)
+        return {"view": self.membership.to_wire()}
+
+    # -- leave / force-leave ---------------------------------------------------------------
+    async def op_leave(self: ClusterService) -> dict[str, Any]:
+        if not self.membership.clustered:
+            raise ClusterError("this node is not in a cluster")
+        own = self.membership.view[self.name]
+        tombstone = Member(self.name, own.incarnation + 1, MemberStatus.LEFT, self.role)
+        view = self.membership.to_wire()
+        view[self.name] = [tombstone.incarnation, tombstone.status.value, self.role]
+        links = self.up_links()
+        for link in links:
+            link.send([v1.VIEW, view])
+        if links:
+            await asyncio.wait([asyncio.ensure_future(link.drain()) for link in links],
+                               timeout=2.0)
+        self.become_standalone(tombstone.incarnation)
+        log_event(log, "info", "left the cluster", node=self.name)
+        return self.op_status()
+
+    def op_force_leave(self: ClusterService, target: str) -> dict[str, Any]:
+        if target == self.name:
+            raise ClusterError("use `cluster leave` to take this node out of its cluster")
+        if not self.membership.is_member(target):
+            raise ClusterError(f"{target} is not a member of this cluster")
+        self.remove_member(target)
+        return self.op_status()
+
+    # -- routes ----------------------------------------------------------------------------
+    async def op_routes_verify(self: ClusterService, attempts: int = 5) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for attempt in range(attempts):
+            result = await self._verify_once()
+            if not result["differences"]:
+                break
+            await asyncio.sleep(0.3)  # deltas may be in flight: look again before reporting
+        return result
+
+    async def _verify_once(self: ClusterService) -> dict[str, Any]:
+        status = self.membership.status()
+        collected: dict[str, dict[str, list[Any]]] = {
+            self.name: {n: [d.epoch, d.version, d.hash, d.count]
+                        for n, d in self.routes.digests().items()}}
+        unreachable: list[str] = []
+        for peer in status.running_nodes:
+            if peer == self.name:
+                continue
+            link = self._peers[peer].link if peer in self._peers else None
+            if link is None or link.closed:
+                unreachable.append(peer)
+                continue
+            try:
+                collected[peer] = await link.request("route_digests", {}, timeout=5.0)
+            except ClusterError:
+                unreachable.append(peer)
+        members = set(self.membership.members())
+        differences: list[str] = []
+        checked = sorted(collected)
+        for holder in checked:
+            copies = collected[holder]
+            for origin in checked:
+                if origin == holder:
+                    continue
+                truth, copy = collected[origin].get(origin), copies.get(origin)
+                if truth is None:
+                    continue
+                if copy is None:
+                    differences.append(f"{holder} holds no routes of {origin} "
+                                       f"({origin} has {truth[3]})")
+                elif copy[:3] != truth[:3]:
+                    differences.append(
+                        f"{holder}'s copy of {origin}'s routes differs: {copy[3]} routes at "
+                        f"version {copy[1]}, {origin} has {truth[3]} at version {truth[1]}")
+            for origin in sorted(set(copies) - members):
+                if copies[origin][3]:
+                    differences.append(f"{holder} still holds {copies[origin][3]} routes "
+                                       f"of {origin}, which is not a member")
+        total = sum(collected[n][n][3] for n in checked if n in collected[n])
+        return {"nodes": checked, "not_checked": sorted(set(status.stopped_nodes)
+                                                        | set(unreachable)),
+                "routes": total, "differences": differences}
+
+    def op_route_explain(self: ClusterService, topic: str) -> dict[str, Any]:
+        try:
+            validate_topic_name(topic)
+        except ProtocolError as exc:
+            raise ClusterError(f"invalid topic name {topic!r}: {exc}") from None
+        filters = self.routes.explain(topic)
+        local = any(self.name in nodes for _, nodes in filters)
+        return {
+            "topic": topic,
+            "node": self.name,
+            "filters": [[f, nodes] for f, nodes in filters],
+            "local": local,
+            "forward_to": sorted(self.routes.match(topic)),
+            "down": sorted({n for _, nodes in filters for n in nodes}
+                           & self.routes.down_nodes()),
+        }
+
+
+def _str(args: Any, key: str) -> str:
+    value = args.get(key) if isinstance(args, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ClusterError(f"missing argument {key}")
+    return value

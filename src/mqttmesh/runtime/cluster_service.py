@@ -1,0 +1,578 @@
+"""ClusterService: this node's membership, links to every member, route replication.
+
+Theory of operation
+-------------------
+One object per node, built from ``Settings`` (``ClusterService(settings, broker)``), plugged
+into ``Node`` as the broker's ``ClusterHooks`` (``route_added``, ``route_removed``,
+``forward``). Construction checks the node's identity in ``node.data_dir`` (``node_name``:
+the name the data dir belongs to), loads the persisted view (``cluster.json``) and binds the
+distribution port (4370 + offset) and the RPC port (5370 + offset) on the host of the node's
+name, so a taken port or a wrong name stops start-up with one clear line.
+
+``start()`` serves both ports and runs, in one TaskGroup: a connector per member keeping
+an outgoing distribution link (authenticated, bound to our host, reconnecting with
+exponential backoff 0.1 s .. 2 s) and one keeping an outgoing RPC link
+(``cluster_forwarder``), and a ticker (heartbeats every second, gossip of the view and of
+our route digest every 2 s, autoclean). A member is *running* while our outgoing link to it
+is up (fixed-timeout heartbeat failure detector, ``peer_link``); when it goes down its routes
+stop being matched at once.
+
+Each node ships its own route changes (``RouteTable`` deltas) on its outgoing links; every
+link start and every gossip round sends our digest, and a replica that differs asks for a
+snapshot (``cluster.routes``). Views are merged on receipt (``cluster.membership``); a node
+that is not a member gets ``BYE`` with the tombstones it needs (a removed node goes
+standalone, a node that missed our leave forgets us). Operator operations (join, leave,
+force-leave, status, routes verify, route explain) live in ``cluster_ops``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from typing import Any
+
+from mqttmesh.cluster import (
+    KIND_CTL,
+    KIND_NODE,
+    ApplyResult,
+    ClientHandshake,
+    Digest,
+    Member,
+    Membership,
+    MemberStatus,
+    RouteTable,
+    ServerHandshake,
+    v1,
+)
+from mqttmesh.config import dist_port, node_host, rpc_port
+from mqttmesh.errors import ClusterError, HandshakeError
+from mqttmesh.logs import log_event
+from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
+from mqttmesh.runtime.cluster_ops import ClusterOps
+from mqttmesh.runtime.peer_link import (
+    HEARTBEAT_INTERVAL,
+    LinkUnreachable,
+    PeerLink,
+    accept_link,
+    open_link,
+)
+
+__all__ = ["ClusterService", "check_identity", "GOSSIP_INTERVAL"]
+
+log = logging.getLogger("mqttmesh.cluster")
+
+GOSSIP_INTERVAL = 2.0
+IDENTITY_FILE = "node_name"
+VIEW_FILE = "cluster.json"
+
+
+def check_identity(data_dir: str, name: str) -> None:
+    """Record ``name`` in ``data_dir`` or check it is the name recorded there.
+
+    Raises:
+        ClusterError: the data dir belongs to a node of another name.
+    """
+    path = os.path.join(data_dir, IDENTITY_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            recorded = fh.read().strip()
+    except FileNotFoundError:
+        os.makedirs(data_dir, exist_ok=True)
+        _write_atomic(path, name + "\n")
+        return
+    if recorded and recorded != name:
+        raise ClusterError(
+            f"data dir {data_dir} belongs to node {recorded}, not {name}: a node's name "
+            f"cannot change; start it as {recorded} or give {name} another node.data_dir")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ClusterError(f"cannot resolve the host of this node's name {host}: {exc}") \
+            from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise ClusterError(f"cluster {what} port {host}:{port} cannot be bound: {reason}") \
+            from None
+    sock.setblocking(False)
+    return sock
+
+
+class _Peer:
+    __slots__ = ("name", "link", "tasks")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.link: PeerLink | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+
+class ClusterService(ClusterOps):
+    """The cluster side of one node.
+
+    Args:
+        settings: the node's Settings.
+        broker: the node's Broker (may be given later to ``start``).
+
+    Raises:
+        ClusterError: another node's data dir, a port that cannot be bound.
+    """
+
+    def __init__(self, settings: Any, broker: Any = None) -> None:
+        node = settings.node
+        self.settings = settings
+        self.name: str = node.name
+        self.host = node_host(self.name)
+        self.cookie: str = node.cookie
+        self.role: str = node.role
+        self.cluster_name: str = settings.cluster.name
+        self.data_dir: str = node.data_dir
+        self.dist_port = dist_port(self.name)
+        self.rpc_port = rpc_port(self.name)
+        self.autoclean: float | None = settings.cluster.autoclean
+        self.broker = broker
+        check_identity(self.data_dir, self.name)
+        self.membership = self._load_view()
+        self.epoch = secrets.token_hex(6)
+        self.routes = RouteTable(self.name, self.epoch)
+        self.forwarder = ClusterForwarder(self)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.running = False
+        self._peers: dict[str, _Peer] = {}
+        self._links: set[PeerLink] = set()
+        self._pending_deltas: list[Any] = []
+        self._deltas_scheduled = False
+        self._tg: asyncio.TaskGroup | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._dist_sock = _bind(self.host, self.dist_port, "distribution")
+        try:
+            self._rpc_sock = _bind(self.host, self.rpc_port, "rpc")
+        except ClusterError:
+            self._dist_sock.close()
+            raise
+
+    # -- Node plug-in ----------------------------------------------------------------------
+    @property
+    def hooks(self) -> ClusterService:
+        """The broker's ClusterHooks: this object."""
+        return self
+
+    async def start(self, broker: Any = None, task_group: asyncio.TaskGroup | None = None
+                    ) -> None:
+        """Serve the cluster ports and start the links (tasks in ``task_group`` if given)."""
+        if broker is not None:
+            self.broker = broker
+        self.loop = asyncio.get_running_loop()
+        self.running = True
+        if self.broker is not None:
+            for topic_filter in list(self.broker.local_filters()):
+                self.routes.add_local(topic_filter)
+        self._servers.append(await asyncio.start_server(self._accept_dist,
+                                                        sock=self._dist_sock))
+        self._servers.append(await asyncio.start_server(self._accept_rpc, sock=self._rpc_sock))
+        ready = asyncio.Event()
+        spawn = task_group.create_task if task_group is not None else asyncio.create_task
+        self._main = spawn(self._run(ready), name="cluster")
+        await ready.wait()
+        log_event(log, "info", "cluster service started", node=self.name,
+                  distribution=f"{self.host}:{self.dist_port}",
+                  rpc=f"{self.host}:{self.rpc_port}",
+                  members=",".join(self.membership.members()))
+
+    async def stop(self) -> None:
+        """Close every link and the ports; the membership stays persisted (not a leave)."""
+        if not self.running:
+            return
+        self.running = False
+        for server in self._servers:
+            server.close()
+        for link in list(self._links):
+            link.close("node stopping")
+        if self._main is not None:
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._main
+        self._save_view()
+        log_event(log, "info", "cluster service stopped", node=self.name)
+
+    async def _run(self, ready: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                now = asyncio.get_running_loop().time()
+                for peer in self.membership.peers():
+                    self.membership.mark_down(peer, now)
+                    self.routes.set_down(peer, True)
+                    self._start_peer(peer)
+                tg.create_task(self._ticker(), name="cluster-ticker")
+                ready.set()
+        finally:
+            self._tg = None
+            ready.set()
+
+    # -- ClusterHooks ----------------------------------------------------------------------
+    def route_added(self, topic_filter: str) -> None:
+        delta = self.routes.add_local(topic_filter)
+        if delta is not None:
+            self._queue_delta(delta)
+
+    def route_removed(self, topic_filter: str) -> None:
+        delta = self.routes.remove_local(topic_filter)
+        if delta is not None:
+            self._queue_delta(delta)
+
+    def forward(self, message: Any) -> None:
+        self.forwarder.forward(message)
+
+    def _queue_delta(self, delta: Any) -> None:
+        self._pending_deltas.append(delta)
+        if not self._deltas_scheduled and self.loop is not None and self.running:
+            self._deltas_scheduled = True
+            self.loop.call_soon(self._flush_deltas)
+
+    def _flush_deltas(self) -> None:
+        self._deltas_scheduled = False
+        deltas, self._pending_deltas = self._pending_deltas, []
+        if not deltas:
+            return
+        msg = [v1.ROUTE_DELTAS, self.name, self.epoch, deltas[0].version,
+               [[d.op, d.topic_filter] for d in deltas]]
+        for link in self.up_links():
+            link.send(msg)
+
+    # -- links -----------------------------------------------------------------------------
+    def track(self, link: PeerLink) -> None:
+        self._links.add(link)
+
+    def untrack(self, link: PeerLink) -> None:
+        self._links.discard(link)
+
+    def up_links(self) -> list[PeerLink]:
+        """Our outgoing distribution links that are up."""
+        return [p.link for p in self._peers.values() if p.link is not None
+                and not p.link.closed]
+
+    def _start_peer(self, name: str) -> None:
+        if name in self._peers or name == self.name or self._tg is None or not self.running:
+            return
+        peer = self._peers[name] = _Peer(name)
+        peer.tasks.append(self._tg.create_task(self._dist_connector(peer),
+                                               name=f"cluster-link-{name}"))
+        peer.tasks.append(self._tg.create_task(self.forwarder.connector(name),
+                                               name=f"cluster-rpc-{name}"))
+
+    def _stop_peer(self, name: str, reason: str) -> None:
+        peer = self._peers.pop(name, None)
+        if peer is None:
+            return
+        for task in peer.tasks:
+            task.cancel()
+        if peer.link is not None:
+            peer.link.close(reason)
+        self.forwarder.drop_peer(name)
+
+    async def _dist_connector(self, peer: _Peer) -> None:
+        name = peer.name
+        host, port = node_host(name), dist_port(name)
+        backoff = 0.1
+        last_refusal = ""
+        while self.running and self.membership.is_member(name):
+            hs = ClientHandshake(self.cookie, KIND_NODE, self.name, self.cluster_name,
+                                 self.role)
+            try:
+                link = await open_link(host, port, hs, self.host)
+            except LinkUnreachable:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except HandshakeError as exc:
+                if str(exc) != last_refusal:  # logged once per reason, not every retry
+                    last_refusal = str(exc)
+                    log_event(log, "warning", f"link refused: {_short(exc)}", peer=name,
+                              address=f"{host}:{port}")
+                await asyncio.sleep(max(backoff, 2.0))
+                continue
+            if link.peer.name != name:
+                log_event(log, "warning", "link refused: another node answers at the address",
+                          peer=name, address=f"{host}:{port}", answered=link.peer.name)
+                link.close("wrong node")
+                await asyncio.sleep(2.0)
+                continue
+            backoff = 0.1
+            last_refusal = ""
+            peer.link = link
+            self.track(link)
+            self._on_up(name)
+            link.send([v1.VIEW, self.membership.to_wire()])
+            link.send(self._own_digest_msg())
+            try:
+                await link.run(self._on_dist_message)
+            finally:
+                self.untrack(link)
+                peer.link = None
+                self._on_down(name, link.close_reason)
+
+    async def _accept_dist(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        hs = ServerHandshake(self.cookie, self.name, self.cluster_name)
+        try:
+            link = await accept_link(reader, writer, hs)
+        except HandshakeError as exc:
+            claimed = hs.claimed.name if hs.claimed is not None else "unknown"
+            log_event(log, "warning", f"link refused: {_short(exc)}",
+                      address=_address(writer), claimed=claimed)
+            return
+        self.track(link)
+        try:
+            if link.peer.kind == KIND_CTL:
+                await link.run(self._on_ctl_message)
+            else:
+                await link.run(self._on_dist_message)
+        finally:
+            self.untrack(link)
+
+    async def _accept_rpc(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        hs = ServerHandshake(self.cookie, self.name, self.cluster_name)
+        try:
+            link = await accept_link(reader, writer, hs)
+        except HandshakeError as exc:
+            log_event(log, "warning", f"rpc link refused: {_short(exc)}",
+                      address=_address(writer))
+            return
+        if link.peer.kind != KIND_NODE:
+            link.close("ctl on the rpc port")
+            return
+        self.track(link)
+        try:
+            await link.run(self.forwarder.on_incoming)
+        finally:
+            self.untrack(link)
+
+    # -- liveness --------------------------------------------------------------------------
+    def _on_up(self, name: str) -> None:
+        self.routes.set_down(name, False)
+        if self.membership.mark_up(name):
+            log_event(log, "info", "node up", node=self.name, peer=name)
+
+    def _on_down(self, name: str, reason: str) -> None:
+        if not self.membership.is_member(name) or self.loop is None:
+            return
+        self.routes.set_down(name, True)
+        if self.membership.mark_down(name, self.loop.time()) and self.running:
+            log_event(log, "warning", "node down", node=self.name, peer=name, reason=reason)
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_gossip = 0.0
+        while True:
+            for link in list(self._links):
+                link.send([v1.HEARTBEAT])
+            now = loop.time()
+            if now >= next_gossip:
+                next_gossip = now + GOSSIP_INTERVAL
+                view = [v1.VIEW, self.membership.to_wire()]
+                digest = self._own_digest_msg()
+                for link in self.up_links():
+                    link.send(view)
+                    link.send(digest)
+                for peer in self.membership.peers():
+                    self._start_peer(peer)
+                if self.autoclean is not None:
+                    for name in self.membership.autoclean_due(now, self.autoclean):
+                        log_event(log, "warning", "node removed by autoclean", node=self.name,
+                                  peer=name, after=f"{self.autoclean:g}s")
+                        self.remove_member(name)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    # -- messages between nodes ------------------------------------------------------------
+    def _own_digest_msg(self) -> list[Any]:
+        d = self.routes.own_digest()
+        return [v1.ROUTE_DIGEST, self.name, d.epoch, d.version, d.hash]
+
+    async def _on_dist_message(self, link: PeerLink, msg: list[Any]) -> None:
+        kind = msg[0]
+        sender = link.peer.name
+        member = self.membership.is_member(sender) and sender != self.name
+        if kind == v1.VIEW:
+            self._on_view(link, msg[1], member)
+        elif kind == v1.BYE:
+            self._on_bye(sender, msg[2])
+        elif kind == v1.REQUEST:
+            await self.handle_request(link, msg[1], msg[2], msg[3])
+        elif not member:
+            return
+        elif kind == v1.ROUTE_DELTAS:
+            _, origin, epoch, first, ops = msg
+            if origin != sender or not all(
+                    isinstance(o, list) and len(o) == 2 and o[0] in (0, 1)
+                    and isinstance(o[1], str) for o in ops):
+                return
+            if self.routes.apply_deltas(origin, epoch, first, ops) is ApplyResult.GAP:
+                link.send([v1.ROUTE_RESYNC, origin])
+        elif kind == v1.ROUTE_DIGEST:
+            _, origin, epoch, version, hash_ = msg
+            if origin == sender and self.routes.needs_resync(
+                    origin, Digest(epoch, version, hash_, 0)):
+                link.send([v1.ROUTE_RESYNC, origin])
+        elif kind == v1.ROUTE_RESYNC:
+            if msg[1] == self.name:
+                epoch, version, filters = self.routes.own_snapshot()
+                link.send([v1.ROUTE_SNAPSHOT, self.name, epoch, version, filters])
+        elif kind == v1.ROUTE_SNAPSHOT:
+            _, origin, epoch, version, filters = msg
+            if origin == sender and all(isinstance(f, str) for f in filters):
+                self.routes.apply_snapshot(origin, epoch, version, filters)
+
+    async def _on_ctl_message(self, link: PeerLink, msg: list[Any]) -> None:
+        if msg[0] == v1.REQUEST:
+            await self.handle_request(link, msg[1], msg[2], msg[3])
+
+    def _on_view(self, link: PeerLink, data: dict[Any, Any], member: bool) -> None:
+        sender = link.peer.name
+        try:
+            entries = Membership.from_wire(data)
+        except ClusterError:
+            return
+        if member:
+            self.apply_view(entries)
+            return
+        # Not in our cluster: tell it the tombstones it needs (see module docstring).
+        left: dict[str, int] = {}
+        ours = self.membership.view.get(sender)
+        if ours is not None and ours.status is MemberStatus.LEFT:
+            left[sender] = ours.incarnation
+        theirs = {e.name: e for e in entries}
+        mine = theirs.get(self.name)
+        if mine is not None and mine.status is MemberStatus.MEMBER \
+                and mine.incarnation < self.membership.incarnation(self.name):
+            left[self.name] = self.membership.incarnation(self.name)
+        if left:
+            link.send([v1.BYE, "not a member", {"left": left}])
+
+    def _on_bye(self, sender: str, info: dict[Any, Any]) -> None:
+        left = info.get("left")
+        if not isinstance(left, dict):
+            return
+        for name, inc in left.items():
+            if not isinstance(name, str) or not isinstance(inc, int):
+                continue
+            if inc <= self.membership.incarnation(name) or not self.membership.is_member(name):
+                continue
+            if name == self.name:
+                log_event(log, "warning", "this node was removed from the cluster",
+                          node=self.name, told_by=sender)
+                self.become_standalone(inc)
+                return
+            self.apply_view([Member(name, inc, MemberStatus.LEFT)])
+
+    def apply_view(self, entries: list[Member]) -> None:
+        """Merge gossiped entries and act on what changed."""
+        was = set(self.membership.members())
+        changed = self.membership.merge(entries)
+        if not changed:
+            return
+        for entry in changed:
+            if entry.name == self.name:
+                if entry.status is MemberStatus.LEFT:
+                    log_event(log, "warning", "this node was removed from the cluster",
+                              node=self.name)
+                    self.become_standalone(entry.incarnation)
+                    return
+                continue
+            if entry.status is MemberStatus.MEMBER:
+                if entry.name not in was:
+                    log_event(log, "info", "node joined", node=self.name, peer=entry.name)
+                    if self.loop is not None:
+                        self.membership.mark_down(entry.name, self.loop.time())
+                    self.routes.set_down(entry.name, True)
+                self._start_peer(entry.name)
+            elif entry.name in was:
+                self._forget(entry.name)
+                log_event(log, "info", "node left", node=self.name, peer=entry.name)
+        self._save_view()
+
+    def remove_member(self, name: str) -> None:
+        """Force-leave ``name`` here and tell every member."""
+        self.membership.remove(name)
+        self._forget(name)
+        self._save_view()
+        self.broadcast_view()
+        log_event(log, "info", "node left", node=self.name, peer=name, forced=True)
+
+    def _forget(self, name: str) -> None:
+        self._stop_peer(name, "node left")
+        self.routes.purge(name)
+
+    def broadcast_view(self) -> None:
+        view = [v1.VIEW, self.membership.to_wire()]
+        for link in self.up_links():
+            link.send(view)
+
+    def become_standalone(self, min_incarnation: int = 0) -> None:
+        for name in list(self._peers):
+            self._stop_peer(name, "left the cluster")
+        self.routes.wipe_others()
+        self.membership.reset(min_incarnation)
+        self._save_view()
+
+    # -- persistence -----------------------------------------------------------------------
+    def _load_view(self) -> Membership:
+        path = os.path.join(self.data_dir, VIEW_FILE)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            return Membership(self.name, self.role)
+        return Membership.from_json(text, self.name, self.role)
+
+    def _save_view(self) -> None:
+        try:
+            _write_atomic(os.path.join(self.data_dir, VIEW_FILE), self.membership.to_json())
+        except OSError as exc:
+            log_event(log, "error", "cannot save the cluster view", path=self.data_dir,
+                      error=str(exc))
+
+    # -- introspection ---------------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "members": len(self.membership.members()),
+            "links": len(self._links),
+            "routes": len(self.routes),
+            "forwarded": self.forwarder.forwarded,
+            "received": self.forwarder.received,
+            "duplicates": self.forwarder.inbox.duplicates,
+        }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text.removeprefix("refused by peer: ")
+
+
+def _address(writer: asyncio.StreamWriter) -> str:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return f"{info[0]}:{info[1]}"
+    return "?"

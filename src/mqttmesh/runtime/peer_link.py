@@ -1,0 +1,299 @@
+"""Peer links: authenticated, framed, batched socket links between nodes (and from ctl).
+
+Theory of operation
+-------------------
+``open_link`` (the connecting side) and ``accept_link`` (the listening side) run the cookie
+handshake of ``cluster.handshake`` over ``cluster.wire`` frames, with the pre-auth frame limit
+(4 KiB) and a deadline, so a stranger can neither make us buffer much nor hold a socket open
+for long. Outgoing sockets are bound to this node's own host address (SPEC §3). Once
+authenticated a ``PeerLink`` carries batches of v1 messages:
+
+* ``send(msg)`` appends to a pending batch; the first send in a loop iteration schedules one
+  ``call_soon`` flush writing one frame for everything sent in that iteration (batching).
+* ``run(handler)`` reads frames until EOF, error or heartbeat timeout and calls
+  ``handler(link, msg)`` for every message (``REPLY`` completes ``request`` futures itself).
+* Failure detector: a fixed-timeout heartbeat. Every link sends ``HEARTBEAT`` each
+  ``HEARTBEAT_INTERVAL`` s; a link that receives nothing for ``HEARTBEAT_TIMEOUT`` s is closed
+  and its peer considered down (TCP resets and EOF close it at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mqttmesh.cluster import (
+    MAX_FRAME,
+    ClientHandshake,
+    FrameDecoder,
+    PeerInfo,
+    ServerHandshake,
+    encode_frame,
+    v1,
+)
+from mqttmesh.errors import ClusterError, HandshakeError
+
+__all__ = [
+    "PeerLink",
+    "open_link",
+    "accept_link",
+    "LinkUnreachable",
+    "HEARTBEAT_INTERVAL",
+    "HEARTBEAT_TIMEOUT",
+    "HANDSHAKE_TIMEOUT",
+]
+
+log = logging.getLogger("mqttmesh.cluster.link")
+
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 5.0
+READ_CHUNK = 65536
+PRE_AUTH_READ = 4096
+
+Handler = Callable[["PeerLink", list[Any]], Awaitable[None] | None]
+
+
+class LinkUnreachable(ClusterError):
+    """The peer's port could not be reached (refused, timeout, no route)."""
+
+
+class PeerLink:
+    """One authenticated link; either direction.
+
+    Attributes:
+        peer: who is on the other side (from the handshake).
+        address: ``host:port`` of the other side, for logs.
+        outgoing: True if we connected.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 decoder: FrameDecoder, peer: PeerInfo, outgoing: bool) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = decoder
+        decoder.max_frame_size = MAX_FRAME
+        self.peer = peer
+        self.outgoing = outgoing
+        self.address = _peer_address(writer)
+        self.closed = False
+        self.last_heard = asyncio.get_running_loop().time()
+        self._pending: list[list[Any]] = []
+        self._scheduled = False
+        self._requests: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self.close_reason = ""
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, msg: list[Any]) -> None:
+        """Queue a message; it is written with everything else sent this loop iteration."""
+        if self.closed:
+            return
+        self._pending.append(msg)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self.closed or not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            self.writer.write(encode_frame(batch))
+        except (ConnectionError, RuntimeError) as exc:
+            self.close(f"write failed: {exc}")
+
+    async def drain(self) -> None:
+        """Flush and wait until the socket buffer has room (or the link is closed)."""
+        self.flush()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.writer.drain()
+
+    async def request(self, op: str, args: dict[str, Any] | None = None,
+                      timeout: float = 10.0) -> Any:
+        """Send ``REQUEST`` and wait for its ``REPLY``.
+
+        Raises:
+            ClusterError: the peer answered with an error, timed out, or the link closed.
+        """
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self.send([v1.REQUEST, rid, op, args or {}])
+        try:
+            ok, result = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise ClusterError(f"{self.peer.name} did not answer in {timeout:g}s") from None
+        finally:
+            self._requests.pop(rid, None)
+        if not ok:
+            raise ClusterError(str(result))
+        return result
+
+    # -- receiving -------------------------------------------------------------------------
+    async def run(self, handler: Handler) -> None:
+        """Read until the link closes; dispatch every message to ``handler``."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self._process(handler)  # frames that arrived with the handshake's last one
+            while not self.closed:
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK),
+                                                  HEARTBEAT_TIMEOUT)
+                except asyncio.TimeoutError:
+                    self.close("heartbeat timeout")
+                    break
+                if not data:
+                    self.close("closed by peer")
+                    break
+                self.last_heard = loop.time()
+                self.decoder.receive_data(data)
+                await self._process(handler)
+        except HandshakeError as exc:  # FrameError: garbage from an authenticated peer
+            self.close(f"bad data: {exc}")
+        except (ConnectionError, OSError) as exc:
+            self.close(f"connection error: {exc}")
+        finally:
+            self.close(self.close_reason or "closed")
+
+    async def _process(self, handler: Handler) -> None:
+        while (batch := self.decoder.next_batch()) is not None:
+            for msg in batch:
+                if self.closed:
+                    return
+                kind = v1.validate(msg)
+                if kind == v1.HEARTBEAT:
+                    continue
+                if kind == v1.REPLY:
+                    fut = self._requests.get(msg[1])
+                    if fut is not None and not fut.done():
+                        fut.set_result((msg[2], msg[3]))
+                    continue
+                result = handler(self, msg)
+                if result is not None:
+                    await result
+
+    async def heartbeat(self) -> None:
+        """Send HEARTBEAT every interval until the link closes."""
+        while not self.closed:
+            self.send([v1.HEARTBEAT])
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self._pending:
+            with contextlib.suppress(Exception):
+                self.writer.write(encode_frame(self._pending))
+            self._pending = []
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_result((False, f"link to {self.peer.name} closed: {reason}"))
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def abort(self) -> None:
+        """Close without flushing (used when a node must vanish from a peer's view)."""
+        self._pending = []
+        self.close("aborted")
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
+
+
+def _peer_address(writer: asyncio.StreamWriter) -> str:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return f"{info[0]}:{info[1]}"
+    return "?"
+
+
+async def _read_handshake_msg(reader: asyncio.StreamReader, decoder: FrameDecoder) -> Any:
+    while True:
+        batch = decoder.next_batch()
+        if batch is not None:
+            if len(batch) != 1:
+                raise HandshakeError("malformed handshake frame")
+            return batch[0]
+        data = await reader.read(PRE_AUTH_READ)
+        if not data:
+            raise HandshakeError("connection closed during the handshake")
+        decoder.receive_data(data)  # raises at once on an oversized frame header
+
+
+async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str | None,
+                    timeout: float = HANDSHAKE_TIMEOUT) -> PeerLink:
+    """Connect and authenticate.
+
+    Raises:
+        LinkUnreachable: the port cannot be reached.
+        HandshakeError: refused (wrong cookie, other cluster, ...).
+    """
+    local_addr = (local_host, 0) if local_host else None
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local_addr), timeout)
+    except asyncio.TimeoutError:
+        raise LinkUnreachable(f"timed out connecting to {host}:{port}") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise LinkUnreachable(f"cannot reach {host}:{port}: {reason.lower()}") from None
+    decoder = FrameDecoder()
+    try:
+        async with asyncio.timeout(timeout):
+            writer.write(encode_frame([hs.initiate()]))
+            while True:
+                reply = hs.receive(await _read_handshake_msg(reader, decoder))
+                if reply is not None:
+                    writer.write(encode_frame([reply]))
+                if hs.done:
+                    break
+    except asyncio.TimeoutError:
+        writer.close()
+        raise HandshakeError(f"no handshake answer from {host}:{port} in {timeout:g}s") \
+            from None
+    except (HandshakeError, OSError) as exc:
+        writer.close()
+        if isinstance(exc, HandshakeError):
+            raise
+        raise LinkUnreachable(f"connection to {host}:{port} lost during the handshake") \
+            from None
+    assert hs.peer is not None
+    return PeerLink(reader, writer, decoder, hs.peer, outgoing=True)
+
+
+async def accept_link(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      hs: ServerHandshake, timeout: float = HANDSHAKE_TIMEOUT) -> PeerLink:
+    """Authenticate an accepted connection.
+
+    Raises:
+        HandshakeError: with a one-line reason; a REFUSE has been sent when appropriate and
+            the socket is closed.
+    """
+    decoder = FrameDecoder()
+    try:
+        async with asyncio.timeout(timeout):
+            while not hs.done:
+                writer.write(encode_frame([hs.receive(await _read_handshake_msg(reader,
+                                                                               decoder))]))
+    except asyncio.TimeoutError:
+        writer.close()
+        raise HandshakeError("no handshake in time") from None
+    except HandshakeError:
+        if hs.refusal is not None:
+            with contextlib.suppress(Exception):
+                writer.write(encode_frame([hs.refusal]))
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    except OSError:
+        writer.close()
+        raise HandshakeError("connection lost during the handshake") from None
+    assert hs.peer is not None
+    return PeerLink(reader, writer, decoder, hs.peer, outgoing=False)
