@@ -1,8 +1,10 @@
 """Replay every malformed-input case of ``malformed_cases.py`` against ONE running node.
 
-Each case (``Case(name, version, hex_in, expected)``, written by the protocol engineer) is
-sent on its own raw TCP connection; the node must close the connection within 1 s, and for
-MQTT 5 first send the expected DISCONNECT (or CONNACK, for a bad CONNECT) reason code. The
+Each case (``Case(name, version, hex_in, expected, connack, after_connect)``, written by the
+protocol engineer; see its docstring) is sent on its own raw TCP connection. The node must
+close the connection within 1 s; after the stream's valid CONNECT it answers CONNACK 0, then
+on the bad packet MQTT 5 gets DISCONNECT ``expected`` and 3.x nothing; a bad CONNECT gets
+CONNACK ``connack`` (or nothing when None). The
 whole table runs once, in parallel sockets, in a module fixture; one test per case then
 checks its result (so failures are reported by case name). Afterwards a canary paho client
 on the same node must still get its messages and the node process must still be alive
@@ -21,7 +23,6 @@ import pytest
 from mqttmesh.protocol.packets import ConnAck, Disconnect
 from tests.helpers import Client, RawClient, RawResult
 from tests.helpers.clients import unique
-from tests.helpers.raw import hexbytes
 
 malformed_cases = pytest.importorskip(
     "tests.conformance.malformed_cases", reason="malformed_cases.py has not landed yet"
@@ -29,18 +30,11 @@ malformed_cases = pytest.importorskip(
 
 CLOSE_WITHIN = 1.0
 """Every case must end in a close within this many seconds [SPEC §5]."""
-PARALLEL = 16
+WORKERS = "ABCDEFGHIJKLMNOP"
+"""One thread per letter; each replaces the cases' client id "c" with its letter, so no two
+connections in flight share a client id (a shared id would be a session takeover)."""
 
-
-def _cases() -> list[Any]:
-    for name in ("CASES", "MALFORMED_CASES", "cases"):
-        table = getattr(malformed_cases, name, None)
-        if table is not None:
-            return list(table)
-    raise AssertionError("malformed_cases.py exports no CASES table")
-
-
-CASES = _cases()
+CASES = list(malformed_cases.CASES)
 
 
 @dataclass
@@ -50,18 +44,29 @@ class Outcome:
     error: str | None = None
 
 
-def _hex_in(case: Any) -> bytes:
-    data = case.hex_in
-    if isinstance(data, (bytes, bytearray)):
-        return bytes(data)
-    return hexbytes(data)
+def _with_client_id(data: bytes, letter: str) -> bytes:
+    """Replace the one-byte client id "c" ending the stream's leading CONNECT, if there."""
+    if not data or data[0] != 0x10:
+        return data
+    length, multiplier, i = 0, 1, 1
+    while i < len(data) and i <= 4:
+        byte = data[i]
+        length += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        i += 1
+        if not byte & 0x80:
+            break
+    end = i + length
+    if end <= len(data) and data[end - 3:end] == b"\x00\x01c":
+        return data[:end - 1] + letter.encode() + data[end:]
+    return data
 
 
-def _replay(port: int, case: Any) -> Outcome:
+def _replay(port: int, case: Any, letter: str) -> Outcome:
     try:
         with RawClient(port, version=case.version, timeout=CLOSE_WITHIN + 1) as raw:
             try:
-                raw.send(_hex_in(case))
+                raw.send(_with_client_id(case.data, letter))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # closed while we were still sending: fine, read what came back
             # read a little past the limit so a late close is reported as late, not "open"
@@ -69,6 +74,10 @@ def _replay(port: int, case: Any) -> Outcome:
         return Outcome(case, result)
     except Exception as exc:  # connection refused etc.: the node is in trouble
         return Outcome(case, None, f"{type(exc).__name__}: {exc}")
+
+
+def _replay_chunk(port: int, letter: str, cases: list[Any]) -> list[Outcome]:
+    return [_replay(port, case, letter) for case in cases]
 
 
 @pytest.fixture(scope="module")
@@ -80,34 +89,22 @@ def node(module_node_factory):
 def outcomes(node) -> dict[str, Outcome]:
     """Run the whole table once (parallel sockets) and keep every outcome by case name."""
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
-        results = list(pool.map(lambda case: _replay(node.port, case), CASES))
+    chunks = [CASES[i::len(WORKERS)] for i in range(len(WORKERS))]
+    with concurrent.futures.ThreadPoolExecutor(len(WORKERS)) as pool:
+        futures = [
+            pool.submit(_replay_chunk, node.port, letter, chunk)
+            for letter, chunk in zip(WORKERS, chunks)
+        ]
+        results = [outcome for future in futures for outcome in future.result()]
     elapsed = time.monotonic() - started
     assert elapsed < 60, f"the malformed table took {elapsed:.1f}s"
     return {outcome.case.name: outcome for outcome in results}
 
 
-def _expected_code(expected: Any) -> int | None:
-    """The reason code a case expects, from the shapes the table may use."""
-    if expected is None or isinstance(expected, bool):
-        return None
-    if isinstance(expected, int):
-        return expected
-    for attr in ("reason_code", "code", "value"):
-        value = getattr(expected, attr, None)
-        if isinstance(value, int):
-            return value
-    if isinstance(expected, tuple):
-        for item in expected:
-            if isinstance(item, int) and not isinstance(item, bool):
-                return item
-    if isinstance(expected, str):
-        for token in expected.replace(":", " ").replace("=", " ").split():
-            try:
-                return int(token, 0)
-            except ValueError:
-                continue
-    return None
+def _describe(packets: list[Any]) -> str:
+    return ", ".join(
+        f"{type(p).__name__}({getattr(p, 'reason_code', '')!s})" for p in packets
+    ) or "nothing"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -118,20 +115,38 @@ def test_malformed_case_closes_cleanly(outcomes, case):
     assert result is not None
     assert result.closed, f"{case.name}: connection still open after {CLOSE_WITHIN + 0.5}s"
     assert result.elapsed <= CLOSE_WITHIN, f"{case.name}: closed after {result.elapsed:.2f}s"
-    code = _expected_code(case.expected)
-    if case.version == 5 and code is not None and code >= 0x80:
-        assert result.error is None, f"{case.name}: reply does not decode: {result.error}"
-        replies = [p for p in result.packets if isinstance(p, (Disconnect, ConnAck))]
-        assert replies, f"{case.name}: no DISCONNECT/CONNACK before close: {result.packets}"
-        last = replies[-1]
-        assert last.reason_code == code, (
-            f"{case.name}: expected reason {code:#04x}, got "
-            f"{type(last).__name__} {last.reason_code:#04x}"
+    if result.error is not None and not case.after_connect and result.data[:1] == b"\x20":
+        # A CONNECT whose protocol level is unsupported is answered in 3.1.1 format
+        # (CONNACK 0x01): the server cannot know the client's version [MQTT-3.1.2-2].
+        result = RawClient.decode(result.data, 4)
+    assert result.error is None, f"{case.name}: reply does not decode: {result.error}"
+    packets = result.packets
+    if case.after_connect:
+        # valid CONNECT -> CONNACK 0; the bad packet -> (v5) DISCONNECT expected; close
+        assert packets and isinstance(packets[0], ConnAck) and packets[0].reason_code == 0, (
+            f"{case.name}: the valid CONNECT was not accepted: {_describe(packets)}"
         )
-    # a malformed packet never gets a successful CONNACK as its last word
-    for packet in result.packets:
-        if isinstance(packet, Disconnect):
-            assert packet.reason_code >= 0x80 or case.version != 5
+        rest = packets[1:]
+        if case.version == 5:
+            assert len(rest) == 1 and isinstance(rest[0], Disconnect), (
+                f"{case.name}: expected DISCONNECT {case.expected:#04x}, got {_describe(rest)}"
+            )
+            assert rest[0].reason_code == case.expected, (
+                f"{case.name}: expected DISCONNECT {case.expected:#04x}, "
+                f"got {rest[0].reason_code:#04x}"
+            )
+        else:
+            assert rest == [], f"{case.name}: 3.x must just close, got {_describe(rest)}"
+    elif case.connack is None:
+        assert packets == [], f"{case.name}: expected a silent close, got {_describe(packets)}"
+    else:
+        assert len(packets) == 1 and isinstance(packets[0], ConnAck), (
+            f"{case.name}: expected CONNACK {case.connack:#04x}, got {_describe(packets)}"
+        )
+        assert packets[0].reason_code == case.connack, (
+            f"{case.name}: expected CONNACK {case.connack:#04x}, "
+            f"got {packets[0].reason_code:#04x}"
+        )
 
 
 @pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])

@@ -129,14 +129,25 @@ class RawClient:
                 raise AssertionError(f"closed after {len(result.packets)}/{count}: {result.packets}")
             data += chunk
 
+    @staticmethod
+    def decode(data: bytes, version: int | None) -> RawResult:
+        """Decode bytes a server sent, as a client of ``version`` would."""
+        result = RawResult(closed=True, data=data)
+        RawClient._decode_into(data, version, result)
+        return result
+
     def _decode(self, data: bytes, result: RawResult) -> None:
+        self._decode_into(data, self.version, result)
+
+    @staticmethod
+    def _decode_into(data: bytes, version: int | None, result: RawResult) -> None:
         if not data:
             return
         from mqttmesh.protocol import Decoder
 
         kwargs: dict[str, Any] = {"role": "client"}
-        if self.version is not None:
-            kwargs["protocol_version"] = self.version
+        if version is not None:
+            kwargs["protocol_version"] = version
         try:
             decoder = Decoder(**kwargs)
             result.packets.extend(decoder.feed(data))
