@@ -97,3 +97,19 @@ def test_connack_v5_announces_limits(mqtt, version):
     # the broker's maximum packet size (default 1 MB) and topic alias maximum are announced
     assert getattr(props, "MaximumPacketSize", None) in (None, 1024 * 1024)
     assert getattr(props, "TopicAliasMaximum", 0) > 0
+
+
+def test_packets_pipelined_with_connect(node, version):
+    # [MQTT-3.1.4] a client may send packets right after CONNECT, before CONNACK: one write
+    from mqttmesh.protocol.packets import SubAck
+
+    name = b"pipelined/" + str(version).encode()
+    subscribe_body = b"\x00\x05" + (b"\x00" if version == 5 else b"") + \
+        len(name).to_bytes(2, "big") + name + b"\x01"
+    with RawClient(node.port, version=version) as raw:
+        raw.send(connect_bytes(f"pipelined-{version}", version=version)
+                 + b"\x82" + bytes([len(subscribe_body)]) + subscribe_body + b"\xc0\x00")
+        packets = raw.read_packets(3)
+    assert isinstance(packets[0], ConnAck) and packets[0].reason_code == 0
+    assert isinstance(packets[1], SubAck) and packets[1].reason_codes == (1,)
+    assert isinstance(packets[2], PingResp)
