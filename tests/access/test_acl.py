@@ -336,3 +336,7 @@ def test_peer_host(peer: str | None, host: str | None) -> None:
 
 def test_empty_acl() -> None:
     assert parse_acl("%% nothing here\n\n") == Acl((), "<acl>")
+
+
+def test_byte_order_mark_and_crlf() -> None:
+    assert len(parse_acl("\ufeff{allow, all}.\r\n{deny, all}.\r\n").rules) == 2

@@ -78,7 +78,7 @@ def test_arbitrary_text_raises_only_acl_parse_error(text: str) -> None:
     _parse_and_use(text)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=60))
 def test_token_soup_raises_only_acl_parse_error(parts: list[str]) -> None:
     _parse_and_use("".join(parts))

@@ -196,3 +196,12 @@ def test_authenticate_connect_and_stats(authn: Authenticator) -> None:
 def test_no_store_means_no_users() -> None:
     authn = Authenticator(allow_anonymous=True)
     assert authn.authenticate("c", "alice", b"pw").reason_code == 0x86
+
+
+def test_put_user_replicates_the_same_record(tmp_path: Path, store: UserStore) -> None:
+    user = store.add_user("alice", "pw", is_superuser=True)
+    replica = UserStore.open(tmp_path / "other" / "authn_users.json")
+    replica.put_user(type(user).from_json(user.to_json()))  # what crosses the wire
+    assert replica.snapshot() == store.snapshot()
+    assert replica.check("alice", b"pw") is not None
+    assert UserStore.open(tmp_path / "other" / "authn_users.json").get_user("alice") == user

@@ -379,6 +379,8 @@ def parse_acl(text: str, source: str = "<acl>") -> Acl:
     Raises:
         AclParseError: the first syntax or rule error, naming ``source`` and the line.
     """
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte order mark left by an editor
     return Acl(tuple(_compile_rule(t, source) for t in read_terms(text, source)), source)
 
 

@@ -51,6 +51,21 @@ class User:
         return {"username": self.username, "is_superuser": self.is_superuser,
                 "password_hash": self.password_hash.to_json()}
 
+    @classmethod
+    def from_json(cls, obj: object) -> User:
+        """Inverse of `to_json`.
+
+        Raises:
+            UserStoreError: a missing or malformed field.
+        """
+        if not isinstance(obj, dict):
+            raise UserStoreError("each user must be an object")
+        name = _validate_username(obj.get("username"))
+        superuser = obj.get("is_superuser", False)
+        if not isinstance(superuser, bool):
+            raise UserStoreError(f"is_superuser of {name!r} must be true or false")
+        return cls(name, PasswordHash.from_json(obj.get("password_hash")), superuser)
+
 
 def _validate_username(username: object) -> str:
     if not isinstance(username, str) or not username:
@@ -139,15 +154,10 @@ class UserStore:
             raise UserStoreError("\"users\" must be a list")
         users: dict[str, User] = {}
         for e in entries:
-            if not isinstance(e, dict):
-                raise UserStoreError("each user must be an object")
-            name = _validate_username(e.get("username"))
-            if name in users:
-                raise UserStoreError(f"duplicate user {name!r}")
-            superuser = e.get("is_superuser", False)
-            if not isinstance(superuser, bool):
-                raise UserStoreError(f"is_superuser of {name!r} must be true or false")
-            users[name] = User(name, PasswordHash.from_json(e.get("password_hash")), superuser)
+            user = User.from_json(e)
+            if user.username in users:
+                raise UserStoreError(f"duplicate user {user.username!r}")
+            users[user.username] = user
         return users
 
     def snapshot(self) -> dict[str, Any]:
@@ -212,6 +222,18 @@ class UserStore:
                         old.is_superuser if is_superuser is None else bool(is_superuser))
             self._commit({**self._users, username: user})
         return user
+
+    def put_user(self, user: User) -> None:
+        """Store an already-hashed user as is, creating or replacing it: how a change made on
+        one node is applied on the others (only the hash crosses the wire, and every node
+        ends up with the same record).
+
+        Raises:
+            UserStoreError: the file cannot be written (then nothing changes).
+        """
+        _validate_username(user.username)
+        with self._lock:
+            self._commit({**self._users, user.username: user})
 
     def delete_user(self, username: str) -> None:
         """Remove a user.
