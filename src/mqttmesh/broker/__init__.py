@@ -5,6 +5,7 @@ from mqttmesh.broker.channel import Channel, ChannelState
 from mqttmesh.broker.config import BrokerConfig
 from mqttmesh.broker.dispatch import ClusterHooks
 from mqttmesh.broker.message import Message
+from mqttmesh.broker.migration import SessionState
 from mqttmesh.broker.retained import RetainedStore
 from mqttmesh.broker.session import Outlet, Session, Subscription
 from mqttmesh.broker.stats import BrokerStats
@@ -12,6 +13,6 @@ from mqttmesh.broker.trie import TopicTrie
 
 __all__ = [
     "Authenticator", "Broker", "BrokerConfig", "BrokerStats", "Channel", "ChannelState",
-    "ClusterHooks", "Message", "Outlet", "RetainedStore", "Session", "Subscription",
+    "ClusterHooks", "Message", "Outlet", "RetainedStore", "Session", "SessionState", "Subscription",
     "TopicTrie",
 ]

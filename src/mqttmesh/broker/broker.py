@@ -20,6 +20,7 @@ from mqttmesh.broker.channel import Channel
 from mqttmesh.broker.config import BrokerConfig
 from mqttmesh.broker.dispatch import ClusterHooks, Dispatcher
 from mqttmesh.broker.message import Message
+from mqttmesh.broker.migration import SessionState, restore, snapshot
 from mqttmesh.broker.retained import RetainedStore
 from mqttmesh.broker.session import Outlet, Session
 from mqttmesh.broker.sessions import SessionRegistry
@@ -64,6 +65,10 @@ class Broker:
         self.retained = RetainedStore()
         self.sessions = SessionRegistry(self)
         self.channels: set[Channel] = set()
+        self.waiting: dict[str, Channel] = {}  # client id -> CONNECT awaiting its session
+        self.session_connecting: Callable[[str, bool], bool] | None = getattr(
+            cluster, "session_connecting", None
+        )
         self.connections = 0
         self._timers: list[tuple[float, int, _TimerOwner]] = []
         self._seq = itertools.count()
@@ -164,6 +169,58 @@ class Broker:
         if session is None or session.channel is None:
             return False
         session.channel.kick(0x98, now)
+        return True
+
+    # -- session migration (cluster layer) ----------------------------------------------------
+
+    def export_session(self, client_id: str, now: float) -> SessionState | None:
+        """Hand this node's session of a client to another node.
+
+        Closes its connection (MQTT 5: DISCONNECT 0x8E session taken over [MQTT-3.1.4-3]),
+        removes the session and its routes here and returns its state; None if there is no
+        session (or it ended with the connection: session expiry 0). A pending will is
+        dropped: the client reconnected [MQTT-3.1.3-9].
+        """
+        session = self.sessions.get(client_id)
+        if session is not None and session.channel is not None:
+            session.channel.kick(0x8E, now)
+            session = self.sessions.get(client_id)
+        if session is None:
+            return None
+        state = snapshot(session)
+        session.pending_will = None
+        session.will_at = None
+        session.queue = None
+        self.end_session(session, now)
+        return state
+
+    def import_session(self, state: SessionState, now: float) -> None:
+        """Install a session exported by another node; a CONNECT waiting for it completes
+        with session present = 1, otherwise the session waits (and expires) here."""
+        session = restore(self, state, now)
+        channel = self.waiting.pop(state.client_id, None)
+        if channel is not None and not channel.closed:
+            channel.resume_connect(now)
+        else:
+            self.detach(session, None, now)
+
+    def session_unavailable(self, client_id: str, now: float) -> None:
+        """The session a CONNECT waits for is not coming: start it without one."""
+        channel = self.waiting.pop(client_id, None)
+        if channel is not None:
+            channel.resume_connect(now)
+
+    def discard_session(self, client_id: str, now: float) -> bool:
+        """End a client's session here (it connected elsewhere with clean start): close its
+        connection (MQTT 5: 0x8E) and drop the session; True if there was one."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if session.channel is not None:
+            session.channel.kick(0x8E, now)
+        session = self.sessions.get(client_id)
+        if session is not None:
+            self.end_session(session, now)
         return True
 
     # -- used by Channel and Session ----------------------------------------------------------

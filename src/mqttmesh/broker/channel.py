@@ -10,6 +10,7 @@ here become CONNACK / DISCONNECT with the error's reason code (MQTT 5) or a plai
 from __future__ import annotations
 
 from enum import IntEnum
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mqttmesh.broker.message import Message
@@ -34,12 +35,15 @@ NEVER_EXPIRES = 0xFFFFFFFF
 
 
 class ChannelState(IntEnum):
-    CONNECTING = 0
-    CONNECTED = 1
+    CONNECTING = 0  # until a CONNECT is accepted (or refused)
+    CONNECTED = 1  # CONNACK sent
     CLOSED = 2
+    AWAITING_SESSION = 3  # CONNECT accepted, its session is being fetched from another node
 
 
-CONNECTING, CONNECTED, CLOSED = ChannelState
+CONNECTING, CONNECTED, CLOSED, AWAITING_SESSION = ChannelState
+SESSION_FETCH_TIMEOUT = 5.0
+"""Seconds a CONNECT waits for its session from another node before starting a new one."""
 
 
 class Channel:
@@ -48,7 +52,7 @@ class Channel:
     __slots__ = (
         "broker", "outlet", "peer", "listener", "decoder", "state", "session", "version",
         "client_id", "keep_alive", "last_activity", "opened_at", "will", "aliases",
-        "_timer_at",
+        "_timer_at", "_pending",
     )
 
     def __init__(self, broker: Broker, outlet: Outlet, peer: str, listener: str, now: float) -> None:
@@ -67,6 +71,7 @@ class Channel:
         self.will: Will | None = None
         self.aliases: dict[int, str] | None = None
         self._timer_at: float | None = None
+        self._pending: tuple[Connect, str | None, list[Any], float] | None = None
 
     def __repr__(self) -> str:
         return f"Channel({self.client_id!r}, {self.peer}, {self.state.name})"
@@ -79,7 +84,8 @@ class Channel:
 
     def handle_data(self, data: bytes, now: float) -> None:
         """Bytes from the network (b"" = EOF, an unclean close)."""
-        if self.state is CLOSED:
+        state = self.state
+        if state is CLOSED:
             return
         if not data:
             self._close(now, publish_will=True)
@@ -87,12 +93,25 @@ class Channel:
         self.last_activity = now
         self.broker.counters.bytes_received += len(data)
         try:
-            for packet in self.decoder.feed(data):
+            packets = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc, now)
+            return
+        if state is AWAITING_SESSION:
+            self._pending[2].extend(packets)  # type: ignore[index]
+            return
+        self._run(iter(packets), now)
+
+    def _run(self, packets: Iterator[Any], now: float) -> None:
+        try:
+            for packet in packets:
                 if packet.__class__ is Publish:
-                    self._on_publish(packet, now)  # type: ignore[arg-type]
+                    self._on_publish(packet, now)
                 else:
                     _HANDLERS[packet.__class__](self, packet, now)
-                if self.state is CLOSED:
+                if self.state is not CONNECTED:
+                    if self.state is AWAITING_SESSION:
+                        self._pending[2].extend(packets)  # type: ignore[index]
                     return
         except RemoteProtocolError as exc:
             self._protocol_error(exc, now)
@@ -124,6 +143,10 @@ class Channel:
         self.outlet.close()
         broker = self.broker
         broker.channels.discard(self)
+        if was is AWAITING_SESSION:
+            self._pending = None
+            if broker.waiting.get(self.client_id) is self:  # type: ignore[arg-type]
+                del broker.waiting[self.client_id]  # type: ignore[arg-type]
         if was is CONNECTED:
             broker.connections -= 1
             session = self.session
@@ -133,7 +156,7 @@ class Channel:
 
     def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None:
         code = exc.reason_code
-        if self.state is CONNECTING:
+        if self.state is CONNECTING or self.state is AWAITING_SESSION:
             version = self.decoder.protocol_version or getattr(exc, "protocol_version", None)
             if version == 5:
                 code = getattr(exc, "connack_code", None) or code
@@ -185,6 +208,43 @@ class Channel:
             code = broker.authenticate(p)
             if code:
                 return self._refuse(code, now)
+        self.client_id = client_id
+        connecting = broker.session_connecting
+        if connecting is not None and connecting(client_id, p.clean_start):
+            # the cluster fetches this client's session from another node; packets that
+            # follow the CONNECT wait with it until `resume_connect`
+            self.state = AWAITING_SESSION
+            self._pending = (p, assigned, [], now + SESSION_FETCH_TIMEOUT)
+            previous = broker.waiting.get(client_id)
+            broker.waiting[client_id] = self
+            if previous is not None:
+                previous._close(now, publish_will=False)
+            broker.schedule(self, now + SESSION_FETCH_TIMEOUT)
+            return None
+        return self._accept(p, client_id, assigned, now)
+
+    def resume_connect(self, now: float) -> None:
+        """Finish a CONNECT that was waiting for its session (imported or not coming)."""
+        pending = self._pending
+        if self.state is not AWAITING_SESSION or pending is None:
+            return
+        p, assigned, held, _ = pending
+        self._pending = None
+        self.state = CONNECTING
+        try:
+            self._accept(p, self.client_id, assigned, now)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc, now)
+            return
+        if self.state is CONNECTED and held:
+            self._run(iter(held), now)
+
+    def _accept(self, p: Connect, client_id: str, assigned: str | None, now: float) -> None:
+        broker = self.broker
+        config = broker.config
+        v = self.version
+        props = p.properties
+        will = p.will
         existing = broker.sessions.get(client_id)
         if existing is not None and existing.channel is not None:
             existing.channel.kick(0x8E, now)  # [MQTT-3.1.4-3] takeover
@@ -202,7 +262,6 @@ class Channel:
         if v == 5 and config.server_keepalive is not None:
             keep_alive = config.server_keepalive  # [MQTT-3.2.2-21]
         self.keep_alive = keep_alive * config.keepalive_multiplier
-        self.client_id = client_id
         self.session = session
         self.will = will
         self.state = CONNECTED
@@ -369,6 +428,14 @@ class Channel:
             return deadline
         if state is CLOSED:
             return None
+        if state is AWAITING_SESSION:
+            deadline = self._pending[3]  # type: ignore[index]
+            if now >= deadline:  # the session did not come: start without it
+                if self.broker.waiting.get(self.client_id) is self:  # type: ignore[arg-type]
+                    del self.broker.waiting[self.client_id]  # type: ignore[arg-type]
+                self.resume_connect(now)
+                return self._next_deadline(now) if self.state is CONNECTED else None
+            return deadline
         if self.keep_alive and now >= self.last_activity + self.keep_alive:
             # [MQTT-3.1.2-24] no packet within 1.5 x keep alive: close as a network failure
             self.kick(0x8D, now)

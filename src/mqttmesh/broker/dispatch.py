@@ -36,6 +36,15 @@ class ClusterHooks(Protocol):
     def forward(self, message: Message) -> None:
         """A message published on this node: forward it to every other node with a route."""
 
+    # Optional (looked up with getattr, so a ClusterHooks may leave it out):
+    #
+    # def session_connecting(self, client_id: str, clean_start: bool) -> bool:
+    #     """A CONNECT for this client id was accepted here. Return True if its session is
+    #     held by another node and will be fetched: the CONNECT then waits until
+    #     `broker.import_session(state, now)` or `broker.session_unavailable(client_id, now)`
+    #     (or 5 s). With clean start the cluster discards any remote session itself
+    #     (`discard_session` there) and returns False."""
+
 
 class Route:
     """The local subscriptions of one real filter."""
