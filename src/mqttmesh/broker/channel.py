@@ -13,6 +13,7 @@ from enum import IntEnum
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mqttmesh.broker.connect import NEVER_EXPIRES, apply_connect_limits, connack
 from mqttmesh.broker.message import Message
 from mqttmesh.broker.session import PUBACK, PUBCOMP, PUBREC, Outlet, Session, encode_ack
 from mqttmesh.broker.subscribe import send_retained, subscribe, unsubscribe
@@ -22,7 +23,7 @@ from mqttmesh.protocol.packets import (
     Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
     SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 )
-from mqttmesh.protocol.properties import NO_PROPERTIES, Properties
+from mqttmesh.protocol.properties import NO_PROPERTIES
 
 if TYPE_CHECKING:
     from mqttmesh.broker.broker import Broker
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Channel", "ChannelState"]
 
 PINGRESP = b"\xd0\x00"
-NEVER_EXPIRES = 0xFFFFFFFF
 
 
 
@@ -243,21 +243,12 @@ class Channel:
         broker = self.broker
         config = broker.config
         v = self.version
-        props = p.properties
         will = p.will
         existing = broker.sessions.get(client_id)
         if existing is not None and existing.channel is not None:
             existing.channel.kick(0x8E, now)  # [MQTT-3.1.4-3] takeover
         session, present = broker.sessions.open(client_id, p.clean_start, v, now)
-        if v == 5:
-            expiry = props.session_expiry_interval or 0
-            session.expiry_interval = float("inf") if expiry == NEVER_EXPIRES else expiry
-            session.inflight_max = min(config.max_inflight, props.receive_maximum or 65535)
-            session.their_max_packet_size = props.maximum_packet_size or (1 << 62)
-        else:
-            session.expiry_interval = 0 if p.clean_start else config.session_expiry_interval
-            session.inflight_max = config.max_inflight
-            session.their_max_packet_size = 1 << 62
+        apply_connect_limits(session, p, config)
         keep_alive = p.keep_alive
         if v == 5 and config.server_keepalive is not None:
             keep_alive = config.server_keepalive  # [MQTT-3.2.2-21]
@@ -268,30 +259,12 @@ class Channel:
         session.channel = self
         session.outlet = self.outlet
         broker.connections += 1
-        self._write(self._connack(present, assigned))
+        self._write(connack(config, self.version, present, assigned))
         if present:
             session.resume(now)
         deadline = self._next_deadline(now)
         if deadline is not None:
             broker.schedule(self, deadline)
-
-    def _connack(self, present: bool, assigned: str | None) -> bytes:
-        if self.version < 5:
-            return bytes((0x20, 2, 1 if present else 0, 0))  # [MQTT-3.2.2-2]
-        config = self.broker.config
-        props = Properties(
-            receive_maximum=min(max(config.max_awaiting_rel, 1), 65535),
-            maximum_qos=config.max_qos_allowed if config.max_qos_allowed < 2 else None,
-            retain_available=int(config.retain_available),
-            maximum_packet_size=config.max_packet_size,
-            assigned_client_identifier=assigned,
-            topic_alias_maximum=config.max_topic_alias,
-            wildcard_subscription_available=int(config.wildcard_subscription),
-            subscription_identifier_available=1,
-            shared_subscription_available=int(config.shared_subscription),
-            server_keep_alive=config.server_keepalive,
-        )
-        return encode(ConnAck(present, 0, props), 5)
 
     def _on_disconnect(self, p: Disconnect, now: float) -> None:
         publish_will = False
