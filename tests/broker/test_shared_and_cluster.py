@@ -195,3 +195,30 @@ def test_qos0_fanout_encodes_once(broker, clock, client) -> None:
     writes = [s.outlet.writes[-1] for s in subs]
     assert all(w is writes[0] for w in writes)  # the same bytes object (STYLE rule 16)
     assert Counter(len(s.publishes()) for s in subs) == Counter({1: 5})
+
+
+class SharingHooks(RecordingHooks):
+    """A cluster that picks shared-group members itself."""
+
+    def shared_added(self, group: str, real_filter: str) -> None:
+        self.events.append(("shared_added", f"{group} {real_filter}"))
+
+    def shared_removed(self, group: str, real_filter: str) -> None:
+        self.events.append(("shared_removed", f"{group} {real_filter}"))
+
+
+def test_cluster_picked_shared_groups(make_broker, clock) -> None:
+    hooks = SharingHooks()
+    broker = make_broker(cluster=hooks)
+    members, pub = group_of(broker, clock, 2, "$share/g/t/+")
+    assert hooks.events == [("added", "t/+"), ("shared_added", "g t/+")]
+    pub.publish("t/a", b"x")
+    assert received_by(members) == [0, 0]  # left to the cluster
+    msg = hooks.forwarded[-1]
+    assert broker.dispatch_shared(msg, "g", "t/+", clock.now)
+    assert sum(received_by(members)) == 1
+    assert not broker.dispatch_shared(msg, "other", "t/+", clock.now)
+    assert broker.dispatch_remote(Message("t/b", b"y"), clock.now) == 0
+    for m in members:
+        m.unsubscribe("$share/g/t/+")
+    assert hooks.events[-2:] == [("shared_removed", "g t/+"), ("removed", "t/+")]

@@ -118,7 +118,7 @@ class Broker:
         if self.cluster is not None:
             self.cluster.forward(message)
             self.counters.messages_forwarded += 1
-            return self.dispatcher.dispatch(message, now)
+            return self.dispatcher.dispatch(message, now, not self.dispatcher.cluster_shares)
         delivered = self.dispatcher.dispatch(message, now)
         if not delivered:
             self.counters.messages_dropped += 1  # standalone and no subscriber
@@ -133,7 +133,12 @@ class Broker:
         if not message.id:
             message.id = next(self._ids)
         self.counters.messages_from_peers += 1
-        return self.dispatcher.dispatch(message, now)
+        return self.dispatcher.dispatch(message, now, not self.dispatcher.cluster_shares)
+
+    def dispatch_shared(self, message: Message, group: str, real_filter: str, now: float) -> bool:
+        """Deliver to one local member of shared group `group` on `real_filter` (for a
+        cluster that picks shared-group members cluster-wide); False if none is here."""
+        return self.dispatcher.dispatch_shared(message, group, real_filter, now)
 
     def local_filters(self) -> Iterable[str]:
         """Real filters (``$share/g/a/b`` counts as ``a/b``) with a local subscription."""

@@ -36,7 +36,15 @@ class ClusterHooks(Protocol):
     def forward(self, message: Message) -> None:
         """A message published on this node: forward it to every other node with a route."""
 
-    # Optional (looked up with getattr, so a ClusterHooks may leave it out):
+    # Optional (looked up with getattr, so a ClusterHooks may leave them out):
+    #
+    # def shared_added(self, group: str, real_filter: str) -> None:
+    # def shared_removed(self, group: str, real_filter: str) -> None:
+    #     """The first local member of a shared group appeared / the last one left. A
+    #     cluster that implements these picks shared-group members cluster-wide: the broker
+    #     then leaves shared groups out of `publish` and `dispatch_remote`, and the cluster
+    #     calls `broker.dispatch_shared(message, group, real_filter, now)` on the node it
+    #     picked for each matching group (the publishing node included)."""
     #
     # def session_connecting(self, client_id: str, clean_start: bool) -> bool:
     #     """A CONNECT for this client id was accepted here. Return True if its session is
@@ -64,7 +72,7 @@ class Dispatcher:
     """Subscription table and local fan-out for one node."""
 
     __slots__ = ("_config", "_counters", "_cluster", "_random", "trie", "subscriptions",
-                 "shared_subscriptions")
+                 "shared_subscriptions", "_shared_added", "_shared_removed", "cluster_shares")
 
     def __init__(
         self, config: BrokerConfig, counters: Counters, cluster: ClusterHooks | None,
@@ -73,6 +81,10 @@ class Dispatcher:
         self._config = config
         self._counters = counters
         self._cluster = cluster
+        self._shared_added = getattr(cluster, "shared_added", None)
+        self._shared_removed = getattr(cluster, "shared_removed", None)
+        self.cluster_shares = self._shared_added is not None
+        """True when the cluster picks shared-group members cluster-wide (see ClusterHooks)."""
         self._random = rng
         self.trie: TopicTrie[Route] = TopicTrie()
         self.subscriptions = 0
@@ -103,6 +115,8 @@ class Dispatcher:
             group = route.shared[sub.group] = SharedGroup(
                 sub.group, self._config.shared_subscription_strategy, self._random
             )
+            if self._shared_added is not None:
+                self._shared_added(sub.group, sub.real_filter)
         if client_id not in group.members:
             self.subscriptions += 1
             self.shared_subscriptions += 1
@@ -126,6 +140,8 @@ class Dispatcher:
                 self.shared_subscriptions -= 1
                 if not group.members:
                     del route.shared[sub.group]
+                    if self._shared_removed is not None:
+                        self._shared_removed(sub.group, sub.real_filter)
                     if not route.shared:
                         route.shared = None
         if not route:
@@ -133,8 +149,25 @@ class Dispatcher:
             if self._cluster is not None:
                 self._cluster.route_removed(sub.real_filter)
 
-    def dispatch(self, message: Message, now: float) -> int:
-        """Deliver a message to every matching local subscription; returns how many."""
+    def dispatch_shared(self, message: Message, group: str, real_filter: str, now: float) -> bool:
+        """Deliver a message to one local member of a shared group; False if it has none."""
+        route = self.trie.get(real_filter)
+        shared = route.shared if route is not None else None
+        members = shared.get(group) if shared is not None else None
+        sub = members.pick(message) if members is not None else None
+        if sub is None or message.expired(now):
+            return False
+        mqos = message.qos
+        qos = sub.qos if (self._config.upgrade_qos or sub.qos < mqos) else mqos
+        sub.session.deliver(message, qos, message.retain and sub.retain_as_published,
+                            sub.identifier, now)
+        return True
+
+    def dispatch(self, message: Message, now: float, shared: bool = True) -> int:
+        """Deliver a message to every matching local subscription; returns how many.
+
+        With `shared` False, shared groups are left out (the cluster picks their members).
+        """
         routes = self.trie.match(message.topic)
         if not routes:
             return 0
@@ -166,7 +199,7 @@ class Dispatcher:
                         self._counters.messages_dropped += 1
                 else:
                     session.deliver(message, qos, retain, sub.identifier, now)
-            if route.shared is not None:
+            if shared and route.shared is not None:
                 for group in route.shared.values():
                     sub = group.pick(message)  # type: ignore[assignment]
                     if sub is None:
