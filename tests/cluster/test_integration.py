@@ -222,3 +222,18 @@ def test_other_name_on_same_data_dir_refused(cluster, tmp_path):
     code = impostor.wait_exit(20)
     assert code != 0
     assert f"belongs to node {n1.name}" in impostor.log_text(None)
+
+
+def test_frozen_node_detected_by_heartbeat_then_back(cluster):
+    n1, n2 = cluster(2)
+    join_all([n1, n2])
+    n2.signal(signal.SIGSTOP)  # alive socket, no heartbeats: only the detector notices
+    try:
+        t0 = time.monotonic()
+        wait_until(lambda: status_of(n1)["stopped_nodes"] == [n2.name], 15,
+                   what="n2 detected down")
+        assert time.monotonic() - t0 < 12
+    finally:
+        n2.signal(signal.SIGCONT)
+    names = sorted([n1.name, n2.name])
+    wait_until(lambda: status_of(n1)["running_nodes"] == names, 15, what="n2 back")

@@ -251,3 +251,36 @@ def test_garbage_before_auth_is_bounded(tmp_path):
             await a.stop()
 
     run(scenario())
+
+
+def test_join_another_cluster_leaves_first_and_autoclean(tmp_path):
+    o = offsets(3)
+    a_name, b_name, c_name = (f"a{o[0]}@127.0.0.1", f"b{o[1]}@127.0.0.2",
+                              f"c{o[2]}@127.0.0.3")
+
+    async def scenario():
+        a, _ = await start(tmp_path, a_name, MQTTMESH_CLUSTER__AUTOCLEAN="1s")
+        b, _ = await start(tmp_path, b_name, MQTTMESH_CLUSTER__AUTOCLEAN="1s")
+        c, _ = await start(tmp_path, c_name)
+        try:
+            await b.op_join(a_name)
+            b.route_added("only/b")
+            await wait_for(lambda: a.routes.match("only/b") == {b_name})
+            # b joins c's (single-node) cluster: it leaves a's first
+            status = await b.op_join(c_name)
+            assert status["running_nodes"] == sorted([b_name, c_name])
+            await wait_for(lambda: a.op_status()["running_nodes"] == [a_name]
+                           and a.routes.match("only/b") == set(), what="a forgot b")
+            await wait_for(lambda: c.routes.match("only/b") == {b_name})
+            # autoclean: b is removed from c's cluster once down longer than 1 s ...
+            # (c has no autoclean; b has): stop c, b removes it
+            await c.stop()
+            await wait_for(lambda: b.op_status() == {"running_nodes": [b_name],
+                                                     "stopped_nodes": []},
+                           timeout=8, what="autoclean")
+            assert not b.membership.clustered
+        finally:
+            for svc in (a, b, c):
+                await svc.stop()
+
+    run(scenario())

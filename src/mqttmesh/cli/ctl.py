@@ -4,6 +4,7 @@
     mqttmesh ctl cluster leave | force-leave NODE | status [--json]
     mqttmesh ctl cluster routes verify [--json]
     mqttmesh ctl route explain TOPIC [--json]
+    mqttmesh ctl routes list [--json]
 
 Output follows the EMQX docs (SPEC §1); errors are one line on stderr with exit code 1
 (2 for usage errors).
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("explain", help="which filters match TOPIC and where it would go")
     p.add_argument("topic", metavar="TOPIC")
     p.add_argument("--json", action="store_true")
+    routes = sub.add_parser("routes", help="this node's copy of the route table")
+    rsub = routes.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = rsub.add_parser("list", help="every routed filter and its nodes")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -79,6 +84,8 @@ def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
     try:
         if args.group == "route":
             return _explain(ops.route_explain(settings, args.topic), args.json)
+        if args.group == "routes":
+            return _list(ops.routes_list(settings), args.json)
         if args.command == "join":
             result = ops.join(settings, args.node, args.dry_run)
             if args.dry_run:
@@ -100,6 +107,8 @@ def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
 def _describe(args: argparse.Namespace) -> str:
     if args.group == "route":
         return "route explain failed"
+    if args.group == "routes":
+        return "routes list failed"
     return {
         "join": "failed to join the cluster",
         "leave": "failed to leave the cluster",
@@ -173,4 +182,15 @@ def _explain(result: dict[str, Any], as_json: bool) -> int:
         targets.append(f"{result.get('node')} (local)")
     targets += list(result.get("forward_to") or [])
     print(f"A publish on {result.get('node')} goes to: {', '.join(targets) or 'nobody'}")
+    return 0
+
+
+def _list(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result))
+        return 0
+    down = set(result.get("down") or [])
+    for topic_filter, nodes in (result.get("routes") or {}).items():
+        shown = ",".join(f"{n} (down)" if n in down else n for n in nodes)
+        print(f"{topic_filter} -> {shown}")
     return 0

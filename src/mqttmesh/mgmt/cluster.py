@@ -17,7 +17,7 @@ from mqttmesh.runtime.peer_link import LinkUnreachable, open_link
 
 __all__ = [
     "call", "call_sync", "status", "join", "leave", "force_leave", "routes_verify",
-    "route_explain",
+    "route_explain", "routes_list",
 ]
 
 DEFAULT_TIMEOUT = 30.0
@@ -77,3 +77,7 @@ def routes_verify(settings: Any) -> dict[str, Any]:
 
 def route_explain(settings: Any, topic: str) -> dict[str, Any]:
     return dict(call_sync(settings, "route_explain", {"topic": topic}))
+
+
+def routes_list(settings: Any) -> dict[str, Any]:
+    return dict(call_sync(settings, "routes_list"))

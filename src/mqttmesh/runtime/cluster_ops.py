@@ -28,7 +28,8 @@ __all__ = ["ClusterOps", "CTL_OPS"]
 
 log = logging.getLogger("mqttmesh.cluster")
 
-CTL_OPS = ("status", "join", "leave", "force_leave", "routes_verify", "route_explain")
+CTL_OPS = ("status", "join", "leave", "force_leave", "routes_verify", "route_explain",
+           "routes_list")
 JOIN_WAIT = 5.0
 """How long join waits for links to every member before printing the status."""
 
@@ -64,6 +65,8 @@ class ClusterOps:
                 return await self.op_routes_verify()
             if op == "route_explain":
                 return self.op_route_explain(_str(args, "topic"))
+            if op == "routes_list":
+                return self.op_routes_list()
             raise ClusterError(f"unknown operation {op[:40]!r}")
         if op == "join":
             return self._accept_join(link, args)
@@ -265,6 +268,16 @@ class ClusterOps:
         return {"nodes": checked, "not_checked": sorted(set(status.stopped_nodes)
                                                         | set(unreachable)),
                 "routes": total, "differences": differences}
+
+    def op_routes_list(self: ClusterService) -> dict[str, Any]:
+        """This node's copy of the route table: filter -> nodes, and the down nodes."""
+        by_filter: dict[str, list[str]] = {}
+        for node in self.routes.nodes():
+            for topic_filter in self.routes.filters_of(node):
+                by_filter.setdefault(topic_filter, []).append(node)
+        return {"node": self.name,
+                "routes": {f: sorted(n) for f, n in sorted(by_filter.items())},
+                "down": sorted(self.routes.down_nodes())}
 
     def op_route_explain(self: ClusterService, topic: str) -> dict[str, Any]:
         try:

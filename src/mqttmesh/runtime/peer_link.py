@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -242,7 +243,7 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
     except asyncio.TimeoutError:
         raise LinkUnreachable(f"timed out connecting to {host}:{port}") from None
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
         raise LinkUnreachable(f"cannot reach {host}:{port}: {reason.lower()}") from None
     decoder = FrameDecoder()
     try:
