@@ -30,14 +30,14 @@ def _feed_chunks(decoder: Decoder, stream: bytes, cuts: list[int]) -> None:
             decoder.feed(b"\xc0\x00")
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200), st.lists(st.integers(0, 200), max_size=5))
 def test_arbitrary_bytes_server(stream: bytes, cuts: list[int]) -> None:
     _feed_chunks(Decoder(), stream, cuts)
 
 
 @pytest.mark.parametrize("v", [3, 4, 5])
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(stream=st.binary(max_size=200), cuts=st.lists(st.integers(0, 250), max_size=5))
 def test_arbitrary_bytes_after_connect(v: int, stream: bytes, cuts: list[int]) -> None:
     _feed_chunks(Decoder(), CONNECT[v] + stream, cuts)
@@ -45,7 +45,7 @@ def test_arbitrary_bytes_after_connect(v: int, stream: bytes, cuts: list[int]) -
 
 
 @pytest.mark.parametrize("v", [3, 4, 5])
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_packets(v: int, data: Any) -> None:
     """Valid packets with bytes overwritten, inserted or cut hit the deep error paths."""

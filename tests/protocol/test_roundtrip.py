@@ -16,7 +16,7 @@ VERSIONS = [3, 4, 5]
 
 
 @pytest.mark.parametrize("v", VERSIONS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_connect_roundtrip(v: int, data: Any) -> None:
     packet = data.draw(connects(v))
@@ -24,7 +24,7 @@ def test_connect_roundtrip(v: int, data: Any) -> None:
 
 
 @pytest.mark.parametrize("v", VERSIONS)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=st.data())
 def test_client_packets_roundtrip(v: int, data: Any) -> None:
     connect = data.draw(connects(v))
@@ -42,7 +42,7 @@ def test_client_packets_roundtrip(v: int, data: Any) -> None:
 
 
 @pytest.mark.parametrize("v", VERSIONS)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=st.data())
 def test_server_packets_roundtrip(v: int, data: Any) -> None:
     packets = data.draw(st.lists(server_packets(v), min_size=1, max_size=5))

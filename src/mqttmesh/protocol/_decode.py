@@ -10,6 +10,7 @@ code the spec names: 0x81 Malformed Packet, 0x82 Protocol Error, 0x84, 0x85, 0x9
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mqttmesh.errors import RemoteProtocolError
 from mqttmesh.protocol._props import WILL, decode_properties
@@ -175,7 +176,7 @@ def decode_publish(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bo
     return Publish(topic, buf[pos:end], qos, bool(b0 & 1), dup, pid, props)
 
 
-def _ack(cls: type) -> Decoder:
+def _ack(cls: Any) -> Decoder:
     ptype = cls.TYPE
 
     def decode(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) -> Packet:
@@ -261,7 +262,7 @@ def _unsuback(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) -
     return UnsubAck(pid, tuple(buf[pos:end]), props)
 
 
-def _empty(cls: type) -> Decoder:
+def _empty(cls: Any) -> Decoder:
     instance = cls()
 
     def decode(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) -> Packet:
@@ -271,7 +272,7 @@ def _empty(cls: type) -> Decoder:
     return decode
 
 
-def _reason_props(cls: type) -> Decoder:
+def _reason_props(cls: Any) -> Decoder:
     ptype = cls.TYPE
     instance = cls()
 

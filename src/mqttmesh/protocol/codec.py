@@ -35,13 +35,14 @@ MAX_PACKET_SIZE = 268_435_460
 # Building a frozen dataclass through its __init__ costs one object.__setattr__ per field;
 # setting the slots through their descriptors halves the cost of the hot path.
 _new = object.__new__
-_set_topic = Publish.topic.__set__  # type: ignore[attr-defined]
-_set_payload = Publish.payload.__set__  # type: ignore[attr-defined]
-_set_qos = Publish.qos.__set__  # type: ignore[attr-defined]
-_set_retain = Publish.retain.__set__  # type: ignore[attr-defined]
-_set_dup = Publish.dup.__set__  # type: ignore[attr-defined]
-_set_packet_id = Publish.packet_id.__set__  # type: ignore[attr-defined]
-_set_properties = Publish.properties.__set__  # type: ignore[attr-defined]
+_SLOTS = vars(Publish)
+_set_topic = _SLOTS["topic"].__set__
+_set_payload = _SLOTS["payload"].__set__
+_set_qos = _SLOTS["qos"].__set__
+_set_retain = _SLOTS["retain"].__set__
+_set_dup = _SLOTS["dup"].__set__
+_set_packet_id = _SLOTS["packet_id"].__set__
+_set_properties = _SLOTS["properties"].__set__
 
 
 _SERVER_ONLY = frozenset({2, 9, 11, 13})  # CONNACK, SUBACK, UNSUBACK, PINGRESP
