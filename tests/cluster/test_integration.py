@@ -237,3 +237,61 @@ def test_frozen_node_detected_by_heartbeat_then_back(cluster):
         n2.signal(signal.SIGCONT)
     names = sorted([n1.name, n2.name])
     wait_until(lambda: status_of(n1)["running_nodes"] == names, 15, what="n2 back")
+
+
+def _routes_everywhere(nodes):
+    from mqttmesh.config import load_settings
+    from mqttmesh.mgmt import cluster as mgmt
+
+    out = {}
+    for node in nodes:
+        settings = load_settings(str(node.config_path), {})
+        result = mgmt.call_sync(settings, "routes_list")
+        table: dict[str, set[str]] = {}
+        for topic_filter, holders in result["routes"].items():
+            for holder in holders:
+                table.setdefault(holder, set()).add(topic_filter)
+        out[node.name] = table
+    return out
+
+
+def test_route_convergence_under_churn(cluster):
+    import random as _random
+
+    nodes = cluster(3)
+    join_all(nodes)
+    rng = _random.Random(7)
+    prefix = unique("cv")
+    filters = [f"{prefix}/{i}" if i % 3 else f"{prefix}/{i}/+" for i in range(250)]
+    clients = []
+    live: dict[str, dict[str, int]] = {n.name: {} for n in nodes}  # node -> filter -> subs
+    subs_of: list[set[str]] = []
+    for i in range(200):
+        node = nodes[i % 3]
+        clients.append((node, Client(node.port, host=node.host).connect()))
+        subs_of.append(set())
+    for _ in range(1500):
+        idx = rng.randrange(len(clients))
+        node, client = clients[idx]
+        f = rng.choice(filters)
+        if f in subs_of[idx]:
+            client.unsubscribe(f)
+            subs_of[idx].discard(f)
+            live[node.name][f] -= 1
+        else:
+            client.subscribe(f, qos=1)
+            subs_of[idx].add(f)
+            live[node.name][f] = live[node.name].get(f, 0) + 1
+    expected = {name: {f for f, n in table.items() if n > 0} for name, table in live.items()}
+
+    def converged(want):
+        seen = _routes_everywhere(nodes)
+        return all({h: fs for h, fs in table.items() if fs} ==
+                   {h: fs for h, fs in want.items() if fs} for table in seen.values())
+
+    t0 = time.monotonic()
+    wait_until(lambda: converged(expected), 5, interval=0.1, what="route tables converge")
+    assert time.monotonic() - t0 < 5
+    for _, client in clients:
+        client.close()
+    wait_until(lambda: converged({}), 5, interval=0.1, what="0 leaked routes")
