@@ -101,10 +101,14 @@ class ClusterOps:
         try:
             link = await open_link(host, port, hs, self.host)
         except LinkUnreachable as exc:
+            log_event(log, "warning", "join failed: node unreachable", node=self.name,
+                      peer=target, address=f"{host}:{port}")
             raise ClusterError(f"node {target} is unreachable: {exc}") from None
         except HandshakeError as exc:
-            raise ClusterError(f"node {target} refused the link: "
-                               f"{str(exc).removeprefix('refused by peer: ')}") from None
+            reason = str(exc).removeprefix("refused by peer: ")
+            log_event(log, "warning", f"link refused: {reason}", node=self.name, peer=target,
+                      address=f"{host}:{port}")
+            raise ClusterError(f"node {target} refused the link: {reason}") from None
         reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
         try:
             if link.peer.name != target:
