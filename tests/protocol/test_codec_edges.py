@@ -123,6 +123,9 @@ def test_many_user_properties() -> None:
     (Publish("t", properties=Properties(session_expiry_interval=1)), 5),
     (Publish("t", properties=Properties(payload_format_indicator=256)), 5),
     (Connect("\ud800"), 4),
+    (Connect("a\x00"), 4),
+    (Publish("a\x00"), 4),
+    (Publish("t", properties=Properties(user_properties=(("k", "\x00"),))), 5),
     (PingReq(), 6),
 ])
 def test_encode_rejects(packet: object, v: int) -> None:
@@ -142,3 +145,16 @@ def test_encode_properties_prefix() -> None:
     assert encode_properties(Properties(topic_alias=5), 3) == b"\x03\x23\x00\x05"
     with pytest.raises(LocalProtocolError):
         encode_properties(Properties(topic_alias=5), 4)
+
+
+@pytest.mark.parametrize(("stream", "reason"), [
+    (b"\x30\xff\xff\x7f", 0x82),  # a 2 MB PUBLISH before CONNECT [MQTT-3.1.0-1]
+    (C4 + b"\x20\xff\xff\x7f", 0x82),  # a server-only packet
+    (C4 + b"\x41\xff\xff\x7f", 0x81),  # bad flags
+    (C4 + b"\xf0\xff\xff\x7f", 0x81),  # AUTH in 3.1.1
+    (C4 + b"\x10\xff\xff\x7f", 0x82),  # a second CONNECT
+])
+def test_hopeless_packet_refused_before_its_body(stream: bytes, reason: int) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        Decoder().feed(stream)
+    assert info.value.reason_code == reason

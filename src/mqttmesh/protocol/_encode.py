@@ -118,6 +118,8 @@ def _publish(p: Publish, v: int) -> bytes:
         raise LocalProtocolError("DUP on a QoS 0 PUBLISH")  # [MQTT-3.3.1-2]
     if "+" in p.topic or "#" in p.topic:
         raise LocalProtocolError("wildcard in topic name")  # [MQTT-3.3.2-2]
+    if "\x00" in p.topic:
+        raise LocalProtocolError("U+0000 in topic name")  # [MQTT-4.7.3-2]
     topic = p.topic.encode("utf-8")
     if len(topic) > 65535:
         raise LocalProtocolError("topic name too long")

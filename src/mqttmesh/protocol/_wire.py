@@ -7,7 +7,7 @@ Writers return ``bytes``.
 
 from __future__ import annotations
 
-from mqttmesh.errors import RemoteProtocolError
+from mqttmesh.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "MALFORMED", "PROTOCOL_ERROR", "malformed", "protocol_error",
@@ -121,6 +121,11 @@ def enc_vbi(v: int) -> bytes:
 
 
 def enc_str(s: str) -> bytes:
+    """UTF-8 Encoded String; raises LocalProtocolError for U+0000, ValueError / OverflowError
+    for surrogates and strings over 65,535 bytes (the encoder turns those into
+    LocalProtocolError)."""
+    if "\x00" in s:
+        raise LocalProtocolError("U+0000 in a UTF-8 string")  # [MQTT-1.5.4-2]
     b = s.encode("utf-8")
     return len(b).to_bytes(2, "big") + b
 

@@ -172,6 +172,8 @@ class Decoder:
                 raise RemoteProtocolError(
                     f"packet of {end - pos} bytes exceeds maximum packet size {max_size}", 0x95)
             if end > n:
+                # refuse a packet that cannot be valid before buffering its body
+                self._check_type(data[pos])
                 self._need = end - pos
                 return pos
             b0 = data[pos]
@@ -214,34 +216,41 @@ class Decoder:
                 pos = end
                 continue
             # -- everything else
-            if t == 0:
-                raise malformed("reserved packet type 0")
-            if server:
-                if not self._connected:
-                    if t != 1:
-                        raise protocol_error("first packet is not CONNECT")  # [MQTT-3.1.0-1]
-                    try:
-                        packet: Packet = decode_connect(b0, data, start, end)
-                    except RemoteProtocolError as exc:
-                        self.protocol_version = getattr(exc, "protocol_version", None)
-                        raise
-                    self.protocol_version = version = packet.protocol_version  # type: ignore[union-attr]
-                    self._connected = True
-                    fast = True
-                    v5 = version == 5
-                    append(packet)
-                    pos = end
-                    continue
-                if t == 1:
-                    raise protocol_error("second CONNECT")  # [MQTT-3.1.0-2]
-                if t in _SERVER_ONLY:
-                    raise protocol_error(f"packet type {t} is sent by servers only")
-            elif t in _CLIENT_ONLY:
-                raise protocol_error(f"packet type {t} is sent by clients only")
-            if t == 15 and version < 5:
-                raise malformed("reserved packet type 15 (AUTH) before MQTT 5")
-            if t != 3:
-                check_flags(b0)
-            append(DECODERS[t](b0, data, start, end, version, not server))
+            self._check_type(b0)
+            if server and not self._connected:  # a CONNECT, the first packet
+                try:
+                    packet: Packet = decode_connect(b0, data, start, end)
+                except RemoteProtocolError as exc:
+                    self.protocol_version = getattr(exc, "protocol_version", None)
+                    raise
+                self.protocol_version = version = packet.protocol_version  # type: ignore[union-attr]
+                self._connected = True
+                fast = True
+                v5 = version == 5
+                append(packet)
+            else:
+                append(DECODERS[t](b0, data, start, end, version, not server))
             pos = end
         return pos
+
+    def _check_type(self, b0: int) -> None:
+        """The checks that need only the first byte: the packet type, for this role and
+        state, and the fixed header flags (those of PUBLISH and CONNECT are checked later)."""
+        t = b0 >> 4
+        if t == 0:
+            raise malformed("reserved packet type 0")
+        if self._server:
+            if not self._connected:
+                if t != 1:
+                    raise protocol_error("first packet is not CONNECT")  # [MQTT-3.1.0-1]
+                return
+            if t == 1:
+                raise protocol_error("second CONNECT")  # [MQTT-3.1.0-2]
+            if t in _SERVER_ONLY:
+                raise protocol_error(f"packet type {t} is sent by servers only")
+        elif t in _CLIENT_ONLY:
+            raise protocol_error(f"packet type {t} is sent by clients only")
+        if t == 15 and (self.protocol_version or 4) < 5:
+            raise malformed("reserved packet type 15 (AUTH) before MQTT 5")
+        if t != 3:
+            check_flags(b0)
