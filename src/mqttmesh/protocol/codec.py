@@ -6,10 +6,11 @@ Theory of operation
 parsed straight from the bytes given, by offset, so a buffer holding many packets is sliced
 once per field and never copied as a whole. The fixed header is parsed first: a Remaining
 Length of more than four bytes is malformed [MQTT-1.5.5-1], and a packet larger than
-``max_packet_size`` is refused (0x95) before any of its body is buffered. The body then goes
-to the decoder for its type (`_decode.py`); a QoS 0-2 PUBLISH of MQTT 3.1 / 3.1.1 with
-nothing unusual about it is decoded inline (the hot path), anything odd falls back to the
-general decoder which raises the precise error.
+``max_packet_size`` is refused (0x95) before any of its body is buffered; so is a packet whose
+first byte alone makes it invalid (wrong type for the role or state, bad flags). The body then
+goes to the decoder for its type (`_decode.py`); an ordinary PUBLISH (QoS 0-2, no DUP, a
+non-empty topic name, and for MQTT 5 no properties) is decoded inline (the hot path),
+anything odd falls back to the general decoder, which raises the precise error.
 
 A server-role decoder starts in the "expect CONNECT" state [MQTT-3.1.0-1], learns the
 protocol version from the CONNECT, then refuses a second CONNECT [MQTT-3.1.0-2] and the
@@ -95,7 +96,7 @@ class Decoder:
         self._need = 0
         self._error: RemoteProtocolError | None = None
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """Add received bytes; return the packets they complete, in order.
 
         Raises:
@@ -108,6 +109,8 @@ class Decoder:
         """
         if self._error is not None:
             raise self._error
+        if type(data) is not bytes:
+            data = bytes(data)
         if self._buf:
             self._buf += data
             if len(self._buf) < self._need:
