@@ -257,6 +257,10 @@ class Mqttmesh(Broker):
             "MQTTMESH_LISTENERS__WS__DEFAULT__ENABLE": "false",
             "MQTTMESH_LISTENERS__WSS__DEFAULT__ENABLE": "false",
             "MQTTMESH_DASHBOARD__LISTENERS__HTTP__ENABLE": "false",
+            # like Mosquitto's max_queued_messages below: a subscriber that falls behind by
+            # more than the default 1000 would have QoS 1 messages dropped (EMQX semantics),
+            # which a throughput run must not measure
+            "MQTTMESH_MQTT__MAX_MQUEUE_LEN": "1000000",
         }
         return [str(MQTTMESH_PY), "-m", "mqttmesh", "foreground"], env
 
@@ -647,6 +651,11 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
     L.append(f"- Settings: {st.runs} run(s) per figure (median shown), warm-up {st.warmup:g} s, "
              f"measure {st.duration:g} s, (c) at {st.rate:,} msg/s, MQTT {'3.1.1' if st.mqtt == 4 else '5.0'}, "
              f"{st.idle_conns:,} idle clients in (d); every broker freshly started per measurement")
+    L.append("- Broker settings: defaults except a loopback listener on a free port, other "
+             "listeners off, per-subscriber queue limit raised to 1,000,000 (mqttmesh "
+             "`mqtt.max_mqueue_len`, Mosquitto `max_queued_messages`); Mosquitto also "
+             "`max_inflight_messages 32` (= mqttmesh `mqtt.max_inflight`), `set_tcp_nodelay true`, "
+             "`persistence false`; amqtt with only the anonymous-auth plugin. See bench/README.md.")
     L.append("")
     L.append("Throughput = messages received by the subscribers / time from the first publish "
              "to the last delivery (so a broker that accepts faster than it delivers is not "
