@@ -1,6 +1,12 @@
-"""Channel: one client network connection — decode its bytes and act on each packet.
+r"""Channel: one client network connection — decode its bytes and act on each packet.
 
-States: CONNECTING (until a valid CONNECT is accepted) -> CONNECTED -> CLOSED.
+States (ChannelState)::
+
+    CONNECTING --CONNECT accepted--> CONNECTED --DISCONNECT / EOF / error / kick--> CLOSED
+        |  \--CONNECT refused, error, idle_timeout-------------------------------> CLOSED
+        \--CONNECT, session on another node--> AWAITING_SESSION --import_session /
+                                                session_unavailable / 5 s--> CONNECTED
+
 Replies and deliveries are written straight to the connection's Outlet (the documented
 fast path of architecture.md); protocol errors raised by the decoder or by the checks
 here become CONNACK / DISCONNECT with the error's reason code (MQTT 5) or a plain close
