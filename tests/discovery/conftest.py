@@ -12,10 +12,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,33 +81,47 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Etcd:
-    """One etcd member on 127.0.0.1; `start()` may come later than the ports are known."""
+    """One etcd member on 127.0.0.1; `start()` may come later than the ports are known.
 
-    def __init__(self, workdir: Path) -> None:
+    With `tls` (a `TlsFiles`), clients must speak https and present a certificate signed by
+    the test CA (`--client-cert-auth`).
+    """
+
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
         self.workdir = workdir
+        self.tls = tls
         self.client_port = free_port()
         self.peer_port = free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.client_port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         peer = f"http://127.0.0.1:{self.peer_port}"
         log = open(self.workdir / "etcd.log", "ab")
+        tls_args: list[str] = []
+        if self.tls:
+            tls_args = ["--cert-file", self.tls.server_cert, "--key-file", self.tls.server_key,
+                        "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
         self.proc = subprocess.Popen(
             ["etcd", "--name", "test", "--data-dir", str(self.workdir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"test={peer}", "--initial-cluster-state", "new",
-             "--log-level", "error"],
+             "--log-level", "error", *tls_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
         )
         log.close()
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=self.tls.ca)
+            context.load_cert_chain(self.tls.client_cert, self.tls.client_key)
         deadline = time.monotonic() + DEADLINE
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"etcd exited: {(self.workdir / 'etcd.log').read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=context) as response:
                     if b"true" in response.read():
                         return
             except OSError:
@@ -127,6 +143,51 @@ def etcd_server(tmp_path: Path) -> Iterator[Etcd]:
         pytest.skip("etcd binary not installed (Debian package etcd-server)")
     server = Etcd(tmp_path)
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A test CA, a server certificate for 127.0.0.1 / etcd.test, a client certificate (openssl)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mqttmesh test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:etcd.test\n"
+                                          "extendedKeyUsage=serverAuth,clientAuth\n")
+    (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+    return TlsFiles(*(str(directory / name) for name in
+                      ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")))
+
+
+@pytest.fixture
+def etcd_tls(tmp_path: Path) -> Iterator[Etcd]:
+    """A running etcd that speaks only https and wants a client certificate."""
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd binary not installed (Debian package etcd-server)")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl binary not installed (needed to make test certificates)")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    server = Etcd(tmp_path, make_tls_files(certs))
+    try:
+        server.start()
         yield server
     finally:
         server.stop()

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from mqttmesh.discovery import DiscoveryConfig, DiscoveryLoop, EtcdConfig, make_strategy
+from mqttmesh.discovery import DiscoveryConfig, DiscoveryLoop, EtcdConfig, EtcdTls, make_strategy
 from mqttmesh.discovery.etcd import EtcdStrategy
 from mqttmesh.errors import DiscoveryError
 
@@ -163,3 +163,35 @@ def test_loop_retries_while_etcd_is_down_and_finds_the_others_once_it_is_up(
     assert any(m.startswith("etcd unreachable (") and "retrying in 0.05s" in m for m in messages)
     assert any(m.startswith("etcd discovery works again after") for m in messages)
     assert "discovered nodes: b@127.0.0.2" in messages
+
+
+def test_tls_with_client_certificate_and_sni(etcd_tls: Etcd) -> None:
+    assert etcd_tls.tls is not None
+    files = etcd_tls.tls
+
+    def strategy(**tls: str | None) -> EtcdStrategy:
+        config = EtcdConfig(servers=(etcd_tls.url,), prefix="mqttmeshcl", node_ttl=5.0, timeout=3.0,
+                            tls=EtcdTls(**tls))  # type: ignore[arg-type]
+        return EtcdStrategy(config, "a@127.0.0.1", "c1")
+
+    async def body() -> None:
+        good = strategy(cacertfile=files.ca, certfile=files.client_cert, keyfile=files.client_key,
+                        verify="verify_peer")
+        await good.register()
+        assert await good.discover() == ["a@127.0.0.1"]
+        await good.close()
+        # a name the certificate does carry, sent as SNI and checked instead of 127.0.0.1
+        named = strategy(cacertfile=files.ca, certfile=files.client_cert, keyfile=files.client_key,
+                         verify="verify_peer", server_name_indication="etcd.test")
+        assert await named.discover() == []
+        wrong_name = strategy(cacertfile=files.ca, certfile=files.client_cert, keyfile=files.client_key,
+                              verify="verify_peer", server_name_indication="other.test")
+        with pytest.raises(DiscoveryError, match="TLS error"):
+            await wrong_name.discover()
+        no_client_cert = strategy(cacertfile=files.ca, verify="verify_peer")
+        with pytest.raises(DiscoveryError, match="etcd unreachable"):
+            await no_client_cert.discover()
+        unknown_ca = strategy(certfile=files.client_cert, keyfile=files.client_key, verify="verify_peer")
+        with pytest.raises(DiscoveryError, match="TLS error"):
+            await unknown_ca.discover()
+    run(body())
