@@ -93,6 +93,7 @@ static int o_size = 64, o_window = 32, o_q0_window = 500, o_mqtt = 4, o_keepaliv
 static int o_conns = 1000, o_concurrency = 200, o_idle = 0;
 static double o_duration = 5, o_warmup = 1, o_rate = 0, o_drain = 5, o_hold = 600;
 static double o_connect_timeout = 60;
+static int o_coalesce_us = 0;
 static long long o_count = 0;
 static char o_prefix[64] = "bench/t";
 static int broker_pids[16], n_broker_pids = 0;
@@ -107,6 +108,7 @@ static int phase = PH_CONNECT;
 static volatile sig_atomic_t stop_flag = 0;
 static int ready_count = 0, closed_count = 0;
 static uint64_t t_first_send_ns, t_last_recv_ns;
+static size_t rx_bytes;
 static char client_prefix[32];
 
 static struct {
@@ -426,6 +428,7 @@ static void on_readable(conn_t *c) {
             conn_close(c, 1); return;
         }
         c->inlen += (size_t)r;
+        rx_bytes += (size_t)r;
         tnow = now_ns();
         size_t off = 0;
         while (c->inlen - off >= 2 && c->state != ST_CLOSED) {
@@ -578,7 +581,9 @@ static void usage(void) {
         "          --window W (QoS 1 inflight) --q0-window W --drain S\n"
         "  idle:   --conns N [--concurrency C] [--hold S]\n"
         "  common: --keepalive S --connect-timeout S --broker-pid PID[,PID...] --topic-prefix P\n"
-        "          --sub-host H --sub-port P (subscribers on another node: cluster scenario)\n");
+        "          --sub-host H --sub-port P (subscribers on another node: cluster scenario)\n"
+        "          --coalesce-us U (throughput mode: sleep U us after a small batch, so reads\n"
+        "          and writes carry more messages per syscall)\n");
     exit(2);
 }
 
@@ -592,7 +597,7 @@ int main(int argc, char **argv) {
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"q0-window", 1, 0, 'z'}, {"drain", 1, 0, 'D'},
         {"mqtt", 1, 0, 'v'}, {"keepalive", 1, 0, 'k'}, {"conns", 1, 0, 'c'},
         {"concurrency", 1, 0, 'C'}, {"hold", 1, 0, 'H'}, {"connect-timeout", 1, 0, 't'},
-        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"coalesce-us", 1, 0, 'u'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -623,6 +628,7 @@ int main(int argc, char **argv) {
             while ((tok = strsep(&s, ",")) && n_broker_pids < 16) if (*tok) broker_pids[n_broker_pids++] = atoi(tok);
             break;
         }
+        case 'u': o_coalesce_us = atoi(optarg); break;
         case 'o': o_sub_port = atoi(optarg); break;
         case 'O': o_sub_host = optarg; break;
         case 'x': snprintf(o_prefix, sizeof o_prefix, "%s", optarg); break;
@@ -820,10 +826,17 @@ int main(int argc, char **argv) {
         /* publishers with budget and an empty buffer need no epoll wakeup: poll quickly */
         struct epoll_event evs[512];
         int n = epoll_wait(ep, evs, 512, (phase == PH_DRAIN) ? 5 : timeout);
+        size_t rx0 = rx_bytes;
         for (int k = 0; k < n; k++) {
             uint32_t tag = evs[k].data.u32;
             if (tag == (uint32_t)TAG_TIMER) { uint64_t x; if (read(tfd, &x, 8) < 0) {} continue; }
             on_event(&conns[tag], evs[k].events);
+        }
+        /* interrupt coalescing for throughput runs: let data accumulate in the socket
+           buffers so the next reads/writes carry more messages per syscall */
+        if (o_coalesce_us > 0 && o_rate <= 0 && phase != PH_DRAIN && rx_bytes - rx0 < 32768) {
+            struct timespec ts = {0, (long)o_coalesce_us * 1000};
+            nanosleep(&ts, NULL);
         }
     }
     uint64_t t_end = now_ns();
