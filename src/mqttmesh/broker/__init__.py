@@ -1,6 +1,6 @@
 """mqttmesh.broker: one node's sans-IO pub/sub engine (channels, sessions, routing, retained)."""
 
-from mqttmesh.broker.broker import Authenticator, Broker
+from mqttmesh.broker.broker import AuthenticateHook, Broker
 from mqttmesh.broker.channel import Channel, ChannelState
 from mqttmesh.broker.config import BrokerConfig
 from mqttmesh.broker.dispatch import ClusterHooks
@@ -12,7 +12,7 @@ from mqttmesh.broker.stats import BrokerStats
 from mqttmesh.broker.trie import TopicTrie
 
 __all__ = [
-    "Authenticator", "Broker", "BrokerConfig", "BrokerStats", "Channel", "ChannelState",
+    "AuthenticateHook", "Broker", "BrokerConfig", "BrokerStats", "Channel", "ChannelState",
     "ClusterHooks", "Message", "Outlet", "RetainedStore", "Session", "SessionState", "Subscription",
     "TopicTrie",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
+from mqttmesh import access
 from mqttmesh.broker.channel import Channel
 from mqttmesh.broker.config import BrokerConfig
 from mqttmesh.broker.dispatch import ClusterHooks, Dispatcher
@@ -27,9 +28,9 @@ from mqttmesh.broker.sessions import SessionRegistry
 from mqttmesh.broker.stats import BrokerStats, Counters
 from mqttmesh.protocol.packets import Connect, Will
 
-__all__ = ["Broker", "Authenticator"]
+__all__ = ["Broker", "AuthenticateHook"]
 
-Authenticator = Callable[[Connect], int]
+AuthenticateHook = Callable[[Connect], int]
 """`authenticate(connect) -> reason code`: 0 accepts; e.g. 0x86 / 0x87 refuse (CONNACK)."""
 
 
@@ -48,18 +49,27 @@ class Broker:
         authenticate: called with every CONNECT; returns 0 to accept or an MQTT 5 reason
             code to refuse with (mapped to a 3.1.1 return code for 3.x clients).
         rng: randomness for shared-subscription strategies (tests pass a seeded one).
+        authenticator: `mqttmesh.access.Authenticator` (built-in user store); its
+            `is_superuser` answer is kept for authorization.
+        authorizer: `mqttmesh.access.Authorizer` (ACL): checked on PUBLISH, SUBSCRIBE and
+            will messages (docs/access.md).
     """
 
     def __init__(
         self,
         config: BrokerConfig,
         cluster: ClusterHooks | None = None,
-        authenticate: Authenticator | None = None,
+        authenticate: AuthenticateHook | None = None,
         rng: random.Random | None = None,
+        *,
+        authenticator: access.Authenticator | None = None,
+        authorizer: access.Authorizer | None = None,
     ) -> None:
         self.config = config
         self.cluster = cluster
         self.authenticate = authenticate
+        self.authenticator = authenticator
+        self.authorizer = authorizer
         self.counters = Counters()
         self.dispatcher = Dispatcher(config, self.counters, cluster, rng or random.Random())
         self.retained = RetainedStore()

@@ -19,6 +19,7 @@ from enum import IntEnum
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mqttmesh import access
 from mqttmesh.broker.connect import NEVER_EXPIRES, apply_connect_limits, connack
 from mqttmesh.broker.message import Message
 from mqttmesh.broker.session import PUBACK, PUBCOMP, PUBREC, Outlet, Session, encode_ack
@@ -58,7 +59,7 @@ class Channel:
     __slots__ = (
         "broker", "outlet", "peer", "listener", "decoder", "state", "session", "version",
         "client_id", "keep_alive", "last_activity", "opened_at", "will", "aliases",
-        "_timer_at", "_pending",
+        "_timer_at", "_pending", "client_info", "authz_cache",
     )
 
     def __init__(self, broker: Broker, outlet: Outlet, peer: str, listener: str, now: float) -> None:
@@ -78,6 +79,8 @@ class Channel:
         self.aliases: dict[int, str] | None = None
         self._timer_at: float | None = None
         self._pending: tuple[Connect, str | None, list[Any], float] | None = None
+        self.client_info: access.ClientInfo | None = None  # set when there is an authorizer
+        self.authz_cache: access.AuthzCache | None = None
 
     def __repr__(self) -> str:
         return f"Channel({self.client_id!r}, {self.peer}, {self.state.name})"
@@ -157,6 +160,13 @@ class Channel:
             broker.connections -= 1
             session = self.session
             will, self.will = self.will, None
+            authz = broker.authorizer
+            if (
+                will is not None and publish_will and authz is not None
+                and not authz.authorize(self.client_info, access.Action.PUBLISH,  # type: ignore[arg-type]
+                                        will.topic, will.qos, will.retain, self.authz_cache)
+            ):
+                will = None  # not authorized: the will is dropped
             if session is not None and session.channel is self:
                 broker.detach(session, will if publish_will else None, now)
 
@@ -210,11 +220,24 @@ class Channel:
                 return self._refuse(0x9B, now)  # [MQTT-3.2.2-12]
             if will.retain and not config.retain_available:
                 return self._refuse(0x9A, now)  # [MQTT-3.2.2-13]
+        superuser = False
+        if broker.authenticator is not None:
+            result = broker.authenticator.authenticate(
+                p.client_id, p.username, p.password, self.peer
+            )
+            if not result.ok:
+                return self._refuse(result.reason_code, now)  # 0x86 / 0x87 (3.1.1: 4 / 5)
+            superuser = result.is_superuser
         if broker.authenticate is not None:
             code = broker.authenticate(p)
             if code:
                 return self._refuse(code, now)
         self.client_id = client_id
+        if broker.authorizer is not None:
+            self.client_info = access.ClientInfo(
+                client_id, p.username, access.peer_host(self.peer), superuser
+            )
+            self.authz_cache = broker.authorizer.new_cache()
         connecting = broker.session_connecting
         if connecting is not None and connecting(client_id, p.clean_start):
             # the cluster fetches this client's session from another node; packets that
@@ -323,6 +346,12 @@ class Channel:
                 return  # a resend: acknowledged again, not dispatched again [MQTT-4.3.3-9]
             if session.awaiting_count() >= config.max_awaiting_rel:
                 raise RemoteProtocolError("receive maximum exceeded", 0x93)  # [MQTT-3.3.4-7]
+        authz = broker.authorizer
+        if authz is not None and not authz.authorize(
+            self.client_info, access.Action.PUBLISH, topic, qos, p.retain,  # type: ignore[arg-type]
+            self.authz_cache,
+        ):
+            return self._publish_denied(authz, qos, pid, now)
         message = Message(
             topic, p.payload, qos, p.retain, props, self.client_id, config.node_name,
             expiry_at, next(broker._ids),
@@ -335,6 +364,21 @@ class Channel:
             session.await_rel(pid, now)  # type: ignore[arg-type]
             self._write(encode_ack(PUBREC, pid))  # type: ignore[arg-type]  [MQTT-4.3.3-8]
             broker.schedule(self, now + config.await_rel_timeout)
+
+    def _publish_denied(
+        self, authz: access.Authorizer, qos: int, pid: int | None, now: float
+    ) -> None:
+        """Not authorized: drop it; acknowledge with 0x87 (v5) or normally (3.1.1, which
+        has no way to refuse [MQTT-3.3.5-2]), or disconnect per `deny_action`."""
+        self.broker.counters.messages_dropped += 1
+        if authz.deny_action is access.DenyAction.DISCONNECT:
+            self.kick(0x87, now)
+            return
+        code = 0x87 if self.version == 5 else 0
+        if qos == 1:
+            self._write(encode_ack(PUBACK, pid, code))  # type: ignore[arg-type]
+        elif qos == 2:
+            self._write(encode_ack(PUBREC, pid, code))  # type: ignore[arg-type]
 
     def _resolve_alias(self, topic: str, alias: int) -> str:
         """Client -> server Topic Alias: set the mapping, or use it when the topic is empty."""
@@ -369,7 +413,12 @@ class Channel:
     def _on_subscribe(self, p: Subscribe, now: float) -> None:
         session = self.session
         assert session is not None
-        codes, accepted = subscribe(self.broker, session, p, self.version)
+        result = subscribe(self.broker, session, p, self.version, self.client_info,
+                           self.authz_cache)
+        if result is None:  # a filter was not authorized and deny_action = disconnect
+            self.kick(0x87, now)
+            return
+        codes, accepted = result
         self._write(encode(SubAck(p.packet_id, tuple(codes)), self.version))  # [MQTT-3.8.4-1]
         send_retained(self.broker, session, accepted, now)
 

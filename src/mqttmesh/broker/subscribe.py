@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mqttmesh import access
 from mqttmesh.broker.session import Session, Subscription
 from mqttmesh.broker.trie import is_wildcard
 from mqttmesh.errors import RemoteProtocolError
@@ -20,43 +21,69 @@ SHARED_NOT_SUPPORTED = 0x9E
 WILDCARD_NOT_SUPPORTED = 0xA2
 QUOTA_EXCEEDED = 0x97
 NO_SUBSCRIPTION_EXISTED = 0x11
+NOT_AUTHORIZED = 0x87
 V3_FAILURE = 0x80
 
 
 def subscribe(
-    broker: Broker, session: Session, packet: packets.Subscribe, version: int
-) -> tuple[list[int], list[tuple[Subscription, bool]]]:
+    broker: Broker, session: Session, packet: packets.Subscribe, version: int,
+    client: access.ClientInfo | None = None, cache: access.AuthzCache | None = None,
+) -> tuple[list[int], list[tuple[Subscription, bool]]] | None:
     """Apply a SUBSCRIBE: the SUBACK reason codes, and each accepted subscription with
-    whether it is new (for Retain Handling 1)."""
+    whether it is new (for Retain Handling 1). None: a filter was not authorized and the
+    authorizer's deny_action is disconnect (nothing was applied)."""
     props = packet.properties
     sub_id = props.subscription_identifiers[0] if props.subscription_identifiers else None
+    checked = [_check(broker, request) for request in packet.subscriptions]
+    authz = broker.authorizer
+    if authz is not None and client is not None:
+        for i, (code, group, real) in enumerate(checked):
+            request = packet.subscriptions[i]
+            if code is None and not authz.authorize(
+                client, access.Action.SUBSCRIBE, request.topic_filter, request.qos,
+                cache=cache,
+            ):
+                if authz.deny_action is access.DenyAction.DISCONNECT:
+                    return None
+                checked[i] = (NOT_AUTHORIZED, group, real)
     codes: list[int] = []
     accepted: list[tuple[Subscription, bool]] = []
-    for request in packet.subscriptions:
-        code, sub, new = _subscribe_one(broker, session, request, sub_id)
+    for request, (code, group, real) in zip(packet.subscriptions, checked):
+        sub = None
+        new = False
+        if code is None:
+            code, sub, new = _subscribe_one(broker, session, request, group, real, sub_id)
         if sub is not None:
             accepted.append((sub, new))
         codes.append(V3_FAILURE if (code >= 0x80 and version < 5) else code)
     return codes, accepted
 
 
-def _subscribe_one(
-    broker: Broker, session: Session, request: packets.Subscription, sub_id: int | None
-) -> tuple[int, Subscription | None, bool]:
+def _check(broker: Broker, request: packets.Subscription) -> tuple[int | None, str | None, str]:
+    """Validate one filter: (failure code or None, share group, real filter)."""
     config = broker.config
     topic_filter = request.topic_filter
     try:
         group, real = parse_share(topic_filter)
         validate_topic_filter(real, config.max_topic_levels)
     except RemoteProtocolError:
-        return TOPIC_FILTER_INVALID, None, False  # [MQTT-3.8.3-2] bad filter: refused in SUBACK
+        return TOPIC_FILTER_INVALID, None, topic_filter  # [MQTT-3.8.3-2] refused in SUBACK
     if group is not None:
         if not config.shared_subscription:
-            return SHARED_NOT_SUPPORTED, None, False
+            return SHARED_NOT_SUPPORTED, group, real
         if request.no_local:
             raise RemoteProtocolError("No Local on a shared subscription", 0x82)  # [MQTT-3.8.3-4]
     if not config.wildcard_subscription and is_wildcard(real):
-        return WILDCARD_NOT_SUPPORTED, None, False
+        return WILDCARD_NOT_SUPPORTED, group, real
+    return None, group, real
+
+
+def _subscribe_one(
+    broker: Broker, session: Session, request: packets.Subscription, group: str | None,
+    real: str, sub_id: int | None,
+) -> tuple[int, Subscription | None, bool]:
+    config = broker.config
+    topic_filter = request.topic_filter
     subs = session.subscriptions
     if subs is None:
         subs = session.subscriptions = {}
@@ -67,7 +94,7 @@ def _subscribe_one(
         and len(subs) >= config.max_subscriptions
     ):
         return QUOTA_EXCEEDED, None, False
-    qos = min(request.qos, config.max_qos_allowed)  # granted QoS [MQTT-3.9.3-?]
+    qos = min(request.qos, config.max_qos_allowed)  # granted QoS
     no_local = request.no_local or (config.ignore_loop_deliver and group is None)
     sub = Subscription(
         session, topic_filter, real, group, qos, no_local, request.retain_as_published,
