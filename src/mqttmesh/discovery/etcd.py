@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from typing import Any
 
 from mqttmesh.discovery.base import BaseStrategy, EtcdConfig, RejectionLog
 from mqttmesh.discovery.etcd_client import EtcdClient, EtcdRequestError, b64, prefix_end, unb64
@@ -150,8 +151,8 @@ def _node_value(raw: str) -> dict[str, str]:
     return value if isinstance(value, dict) else {}
 
 
-def _lock_holder(txn: dict[str, object]) -> str | None:
-    for response in txn.get("responses", []) or []:  # type: ignore[union-attr]
+def _lock_holder(txn: dict[str, Any]) -> str | None:
+    for response in txn.get("responses") or []:
         kvs = response.get("response_range", {}).get("kvs", [])
         if kvs:
             return unb64(kvs[0].get("value", "")).decode(errors="replace")

@@ -133,7 +133,7 @@ class DiscoveryLoop:
             self._failures += 1
             self._consecutive += 1
             self._last_error = str(exc)
-            delay = min(self._interval * 2 ** (self._consecutive - 1), self._max_backoff)
+            delay = min(self._interval * 2.0 ** (self._consecutive - 1), self._max_backoff)
             log.warning("%s, retrying in %gs", exc, delay)
             return delay
         if self._consecutive:

@@ -85,7 +85,7 @@ class McastStrategy(BaseStrategy):
         listen_sock = self._listen_socket()
         send_sock = self._send_socket()
         self._listener, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=listen_sock)
-        self._sender, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=send_sock)
+        self._sender, _ = await loop.create_datagram_endpoint(lambda: _Sender(self._config), sock=send_sock)
         log.info("listening for cluster announcements on %s:%s (iface %s)", self._config.addr, self._port, self._config.iface)
 
     def _listen_socket(self) -> socket.socket:
@@ -147,6 +147,19 @@ class McastStrategy(BaseStrategy):
         self._heard[node] = time.monotonic()
         if is_new:
             self._announce()     # once per newcomer (and only cookie holders get this far)
+
+
+class _Sender(asyncio.DatagramProtocol):
+    """Says once that announcements cannot be sent (no route for the group, say)."""
+
+    def __init__(self, config: McastConfig) -> None:
+        self._config = config
+        self._said = False
+
+    def error_received(self, exc: Exception) -> None:
+        if not self._said:
+            self._said = True
+            log.warning("cannot send multicast announcements to %s via %s: %s", self._config.addr, self._config.iface, exc)
 
 
 class _Receiver(asyncio.DatagramProtocol):
