@@ -158,3 +158,19 @@ def test_hopeless_packet_refused_before_its_body(stream: bytes, reason: int) -> 
     with pytest.raises(RemoteProtocolError) as info:
         Decoder().feed(stream)
     assert info.value.reason_code == reason
+
+
+def test_property_cache_keeps_contexts_apart() -> None:
+    """A block decoded once is reused only for the same packet type and sender."""
+    props = Properties(subscription_identifiers=(7,))
+    raw = encode(Publish("t", b"", properties=props), 5)
+    for _ in range(2):
+        assert Decoder("client", protocol_version=5).feed(raw)[0].properties is not None
+    with pytest.raises(RemoteProtocolError):  # same bytes, sent by a client [MQTT-3.3.4-6]
+        Decoder(protocol_version=5).feed(raw)
+    block = encode_properties(Properties(reason_string="x"), 4)
+    assert Decoder(protocol_version=5).feed(b"\x40" + bytes((3 + len(block),)) + b"\x00\x01\x00"
+                                            + block) == [PubAck(1, 0, Properties(reason_string="x"))]
+    with pytest.raises(RemoteProtocolError):  # reason string is not allowed in SUBSCRIBE
+        Decoder(protocol_version=5).feed(b"\x82" + bytes((5 + len(block),)) + b"\x00\x01"
+                                         + block + b"\x00\x01a\x00")

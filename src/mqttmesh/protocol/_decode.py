@@ -37,6 +37,20 @@ _FLAGS = {1: 0, 2: 0, 4: 0, 5: 0, 6: 2, 7: 0, 8: 2, 9: 0, 10: 2, 11: 0, 12: 0, 1
           15: 0}
 
 
+_new = object.__new__
+_PUBLISH_SETTERS = tuple(vars(Publish)[name].__set__ for name in Publish.__slots__)
+
+
+def new_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
+                packet_id: int | None, properties: Properties) -> Publish:
+    """``Publish(...)`` without the frozen dataclass __init__ (half the cost)."""
+    p = _new(Publish)
+    for setter, value in zip(_PUBLISH_SETTERS, (topic, payload, qos, retain, dup, packet_id,
+                                                properties)):
+        setter(p, value)
+    return p
+
+
 def check_flags(b0: int) -> None:
     if b0 & 0x0F != _FLAGS[b0 >> 4]:
         raise malformed(f"invalid fixed header flags 0x{b0:02X}")  # [MQTT-2.2.2-2]
@@ -173,7 +187,7 @@ def decode_publish(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bo
             raise protocol_error("empty topic name without topic alias")  # [MQTT-4.7.3-1] §3.3.2.1
     elif "+" in topic or "#" in topic:
         raise RemoteProtocolError("wildcard in topic name", 0x90)  # [MQTT-3.3.2-2]
-    return Publish(topic, buf[pos:end], qos, bool(b0 & 1), dup, pid, props)
+    return new_publish(topic, buf[pos:end], qos, b0 & 1 == 1, dup, pid, props)
 
 
 def _ack(cls: Any) -> Decoder:

@@ -65,6 +65,15 @@ PROPERTY_TABLE: dict[int, tuple[str, int, frozenset[int]]] = {
 _BOOLEAN_BYTES = frozenset({0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A})
 
 
+# Decoded property blocks, keyed by (packet type, sender, raw bytes). Properties are frozen,
+# so one object can serve every packet with the same block: clients tend to repeat theirs
+# (a topic alias, a content type), and building a 27-field frozen dataclass costs ~100 times
+# a dict lookup. Only valid blocks are stored; the dict is emptied when full.
+_CACHE: dict[tuple[int, bool, bytes], Properties] = {}
+_CACHE_MAX_ENTRIES = 4096
+_CACHE_MAX_BLOCK = 256
+
+
 def decode_properties(
     buf: bytes, pos: int, end: int, packet_type: int, from_server: bool = False,
 ) -> tuple[Properties, int]:
@@ -75,12 +84,31 @@ def decode_properties(
         from_server: the packet was sent by a server (several Subscription Identifiers may
             then appear in a PUBLISH [MQTT-3.3.4-3]).
     """
-    length, pos = read_vbi(buf, pos, end)
+    if pos < end and buf[pos] < 0x80:
+        length = buf[pos]
+        pos += 1
+    else:
+        length, pos = read_vbi(buf, pos, end)
     stop = pos + length
     if stop > end:
         raise malformed("property length runs past the end of the packet")
     if length == 0:
         return NO_PROPERTIES, pos
+    if length > _CACHE_MAX_BLOCK:
+        return _decode_block(buf, pos, stop, packet_type, from_server), stop
+    key = (packet_type, from_server, buf[pos:stop])
+    props = _CACHE.get(key)
+    if props is None:
+        props = _decode_block(buf, pos, stop, packet_type, from_server)
+        if len(_CACHE) >= _CACHE_MAX_ENTRIES:
+            _CACHE.clear()
+        _CACHE[key] = props
+    return props, stop
+
+
+def _decode_block(
+    buf: bytes, pos: int, stop: int, packet_type: int, from_server: bool,
+) -> Properties:
     kw: dict[str, Any] = {}
     pairs: list[tuple[str, str]] = []
     sub_ids: list[int] = []
@@ -145,7 +173,7 @@ def decode_properties(
         kw["user_properties"] = tuple(pairs)
     if sub_ids:
         kw["subscription_identifiers"] = tuple(sub_ids)
-    return Properties(**kw), pos
+    return Properties(**kw)
 
 
 _FIELDS = [(pid, name, kind, allowed) for pid, (name, kind, allowed) in PROPERTY_TABLE.items()]
