@@ -11,8 +11,9 @@ sender's *stream*, kept until the receiver's ``FORWARD_ACK`` (at-least-once): on
 sender, the stream id and the highest ``seq`` dispatched: since a sender numbers its batches
 in order and a link delivers in order, a batch at or below that mark is a retry, acked again
 and not dispatched twice. A new stream (the sender restarted) starts a new mark.
-The outbox is bounded (``max_pending`` messages): beyond it the oldest batch is dropped and
-counted, so a long-dead peer cannot exhaust memory.
+While the link is down the outbox is bounded (``max_pending`` messages): beyond it the oldest
+batch is dropped and counted, so an unreachable peer cannot exhaust memory. While the link
+is up nothing is dropped (a slow peer makes the queue grow, as a slow subscriber does).
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class Outbox:
             batch, self._reliable = self._reliable, []
             self._unacked[self._seq] = batch
             self._unacked_count += len(batch)
-            while self._unacked_count > self.max_pending and len(self._unacked) > 1:
+            while not connected and self._unacked_count > self.max_pending \
+                    and len(self._unacked) > 1:
                 _, old = self._unacked.popitem(last=False)
                 self._unacked_count -= len(old)
                 self.dropped += len(old)

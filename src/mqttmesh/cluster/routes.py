@@ -124,7 +124,8 @@ class RouteTable:
         own = self._own
         own.version += 1
         _apply_op(own, op, topic_filter)
-        self._index(self.self_name, op, topic_filter)
+        # Own routes are not indexed in the trie: match() never returns this node and the
+        # broker has its own index of them (keeps a local subscribe O(1) here).
         return Delta(own.version, op, topic_filter)
 
     def own_digest(self) -> Digest:
@@ -259,18 +260,21 @@ class RouteTable:
 
     def explain(self, topic: str) -> list[tuple[str, list[str]]]:
         """Every filter matching ``topic`` with the nodes holding it (down ones included)."""
-        out: list[tuple[str, list[str]]] = []
+        found: dict[str, set[str]] = {}
         for topic_filter, nodes in self._trie.items():
             if matches(topic_filter, topic):
-                out.append((topic_filter, sorted(nodes)))
-        return sorted(out)
+                found[topic_filter] = set(nodes)
+        for topic_filter in self._own.filters:
+            if matches(topic_filter, topic):
+                found.setdefault(topic_filter, set()).add(self.self_name)
+        return sorted((f, sorted(n)) for f, n in found.items())
 
     def down_nodes(self) -> set[str]:
         return set(self._down)
 
     def __len__(self) -> int:
         """Number of distinct filters routed anywhere."""
-        return len(self._trie)
+        return len(self._trie) + sum(1 for f in self._own.filters if f not in self._trie)
 
     def _index(self, node: str, op: int, topic_filter: str) -> None:
         nodes = self._trie.get(topic_filter)

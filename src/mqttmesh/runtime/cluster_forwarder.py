@@ -73,9 +73,13 @@ class ClusterForwarder:
                 continue
             link = self.links.get(node)
             connected = link is not None and not link.closed
+            dropped = box.dropped
             for msg in box.take(connected):
                 assert link is not None
                 link.send(msg)
+            if box.dropped != dropped:
+                log_event(log, "warning", "forwarding queue of an unreachable node is full: "
+                          "messages dropped", peer=node, dropped=box.dropped - dropped)
 
     def drop_peer(self, node: str) -> None:
         """``node`` left: forget what was still to be sent to it."""

@@ -260,6 +260,7 @@ class ClusterService(ClusterOps):
                [[d.op, d.topic_filter] for d in deltas]]
         for link in self.up_links():
             link.send(msg)
+            link.flush()  # now: a peer should learn a new route as early as possible
 
     # -- links -----------------------------------------------------------------------------
     def track(self, link: PeerLink) -> None:
@@ -365,6 +366,7 @@ class ClusterService(ClusterOps):
             link.close("ctl on the rpc port")
             return
         self.track(link)
+        link.fair = True
         try:
             await link.run(self.forwarder.on_incoming)
         finally:

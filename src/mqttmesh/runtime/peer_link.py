@@ -88,6 +88,9 @@ class PeerLink:
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.close_reason = ""
+        self.fair = False
+        """Yield to the event loop after each frame (RPC links: forwarded batches must not
+        starve the local clients they are delivered to)."""
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, msg: list[Any]) -> None:
@@ -178,6 +181,8 @@ class PeerLink:
                 result = handler(self, msg)
                 if result is not None:
                     await result
+            if self.fair:
+                await asyncio.sleep(0)  # let client connections run between two batches
 
     async def heartbeat(self) -> None:
         """Send HEARTBEAT every interval until the link closes."""
