@@ -119,7 +119,7 @@ def test_static_seeds_down_then_up_then_a_late_fourth(make_node: NodeMaker) -> N
     wait_formed([first, *others, late])
 
 
-def test_etcd_down_at_start_then_up_and_a_late_fourth(make_node: NodeMaker, etcd_server: Etcd) -> None:
+def test_etcd_down_at_start_then_up_and_a_late_fourth(etcd_server: Etcd, make_node: NodeMaker) -> None:
     config = (f'cluster {{ name = disco, discovery_strategy = etcd, '
               f'etcd {{ server = "{etcd_server.url}", prefix = disco, node_ttl = 6s }} }}')
     nodes = [make_node(i, config) for i in (1, 2, 3)]
