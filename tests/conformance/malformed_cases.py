@@ -502,3 +502,20 @@ _BAD_VALUES = [  # (name, stream, expected, rule, is it a CONNECT)
 for _name, _stream, _expected, _rule, _is_connect in _BAD_VALUES:
     add(f"property/value/{_name}", 5, _stream, _expected, _rule,
         bad_connect=_is_connect)
+
+# -- MQTT 5 reason codes a packet does not define: Protocol Error --------------------------
+_INVALID_REASONS = {
+    "PUBACK": (0x40, [0x01, 0x04, 0x11, 0x81, 0x92, 0xFF]),  # [MQTT-3.4.2-1]
+    "PUBREC": (0x50, [0x01, 0x04, 0x11, 0x81, 0x92, 0xFF]),  # [MQTT-3.5.2-1]
+    "PUBREL": (0x62, [0x01, 0x10, 0x80, 0x91, 0xFF]),  # [MQTT-3.6.2-1]
+    "PUBCOMP": (0x70, [0x01, 0x10, 0x80, 0x91, 0xFF]),  # [MQTT-3.7.2-1]
+    "DISCONNECT": (0xE0, [0x01, 0x05, 0x10, 0x84, 0x85, 0x86, 0x91, 0xA3, 0xFF]),
+    "AUTH": (0xF0, [0x01, 0x17, 0x1A, 0x80, 0x8C, 0xFF]),  # [MQTT-3.15.2-1]
+}
+for _ptype, (_b0, _codes) in _INVALID_REASONS.items():
+    for _code in _codes:
+        _body = (b"\x00\x01" if _b0 < 0x80 else b"") + bytes((_code,))
+        add(f"reason-code/{_ptype}/0x{_code:02X}", 5, pkt(_b0, _body), 0x82,
+            f"§2.4 {_ptype} reason codes")
+        add(f"reason-code/{_ptype}-with-props/0x{_code:02X}", 5, pkt(_b0, _body + b"\x00"),
+            0x82, f"§2.4 {_ptype} reason codes")

@@ -11,6 +11,7 @@ from mqttmesh.protocol import (
     PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
     Will,
 )
+from mqttmesh.protocol.reason_codes import VALID_REASON_CODES
 from mqttmesh.protocol._props import BIN, BYTE, PAIR, PROPERTY_TABLE, STR, U16, U32, VBI, WILL
 
 text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
@@ -109,43 +110,46 @@ def subscribes(draw: Any, v: int) -> Subscribe:
     return Subscribe(draw(pids), tuple(subs), draw(_props(v, 8, False)))
 
 
-def _reason(v: int) -> st.SearchStrategy[int]:
-    return st.integers(0, 255) if v == 5 else st.just(0)
+def _reason(v: int, ptype: int) -> st.SearchStrategy[int]:
+    return st.sampled_from(sorted(VALID_REASON_CODES[ptype])) if v == 5 else st.just(0)
 
 
 def client_packets(v: int) -> st.SearchStrategy[Any]:
     """Packets a client sends after its CONNECT."""
-    acks = [st.builds(cls, pids, _reason(v), _props(v, cls.TYPE, False))
+    acks = [st.builds(cls, pids, _reason(v, cls.TYPE), _props(v, cls.TYPE, False))
             for cls in (PubAck, PubRec, PubRel, PubComp)]
     options = [
         publishes(v, False), subscribes(v), *acks,
         st.builds(Unsubscribe, pids, st.lists(text, min_size=1, max_size=3).map(tuple),
                   _props(v, 10, False)),
         st.just(PingReq()),
-        st.builds(Disconnect, _reason(v), _props(v, 14, False)),
+        st.builds(Disconnect, _reason(v, 14), _props(v, 14, False)),
     ]
     if v == 5:
-        options.append(st.builds(Auth, _reason(v), _props(v, 15, False)))
+        options.append(st.builds(Auth, _reason(v, 15), _props(v, 15, False)))
     return st.one_of(options)
 
 
 def server_packets(v: int) -> st.SearchStrategy[Any]:
     """Packets a server sends."""
-    acks = [st.builds(cls, pids, _reason(v), _props(v, cls.TYPE, True))
+    acks = [st.builds(cls, pids, _reason(v, cls.TYPE), _props(v, cls.TYPE, True))
             for cls in (PubAck, PubRec, PubRel, PubComp)]
-    codes = st.integers(0, 255) if v == 5 else st.sampled_from([0, 1, 2, 0x80])
+    codes = (st.sampled_from(sorted(VALID_REASON_CODES[9])) if v == 5
+             else st.sampled_from([0, 1, 2, 0x80]))
+    unsub_codes = st.sampled_from(sorted(VALID_REASON_CODES[11]))
     options = [
-        st.builds(ConnAck, st.booleans(), st.integers(0, 255) if v == 5 else st.integers(0, 5),
+        st.builds(ConnAck, st.booleans(),
+                  st.sampled_from(sorted(VALID_REASON_CODES[2])) if v == 5 else st.integers(0, 5),
                   _props(v, 2, True)),
         publishes(v, True), *acks,
         st.builds(SubAck, pids, st.lists(codes, min_size=1, max_size=4).map(tuple),
                   _props(v, 9, True)),
         st.builds(UnsubAck, pids,
-                  st.lists(codes, max_size=4).map(tuple) if v == 5 else st.just(()),
+                  st.lists(unsub_codes, max_size=4).map(tuple) if v == 5 else st.just(()),
                   _props(v, 11, True)),
         st.just(PingResp()),
-        st.builds(Disconnect, _reason(v), _props(v, 14, True)),
+        st.builds(Disconnect, _reason(v, 14), _props(v, 14, True)),
     ]
     if v == 5:
-        options.append(st.builds(Auth, _reason(v), _props(v, 15, True)))
+        options.append(st.builds(Auth, _reason(v, 15), _props(v, 15, True)))
     return st.one_of(options)

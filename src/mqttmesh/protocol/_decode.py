@@ -22,6 +22,7 @@ from mqttmesh.protocol.packets import (
     PubRec, PubRel, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Will,
 )
 from mqttmesh.protocol.properties import NO_PROPERTIES, Properties
+from mqttmesh.protocol.reason_codes import VALID_REASON_CODES
 
 __all__ = ["DECODERS", "decode_connect", "check_flags", "SUPPORTED"]
 
@@ -61,6 +62,13 @@ def _packet_id(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if pid == 0:
         raise malformed("packet identifier 0")  # [MQTT-2.2.1-3] [MQTT-2.3.1-1]
     return pid, pos
+
+
+def _check_reason(packet_type: int, code: int) -> None:
+    """An MQTT 5 reason code the packet type does not define is a Protocol Error
+    [MQTT-3.4.2-1] [MQTT-3.5.2-1] [MQTT-3.6.2-1] [MQTT-3.7.2-1] [MQTT-3.14.2-1] [MQTT-3.15.2-1]."""
+    if code not in VALID_REASON_CODES[packet_type]:
+        raise protocol_error(f"reason code 0x{code:02X} is not valid in packet type {packet_type}")
 
 
 def _done(pos: int, end: int) -> None:
@@ -160,6 +168,7 @@ def _connack(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) ->
     code, pos = read_u8(buf, pos, end)
     props = NO_PROPERTIES
     if version == 5:
+        _check_reason(2, code)
         props, pos = decode_properties(buf, pos, end, 2, True)
     _done(pos, end)
     return ConnAck(bool(ack), code, props)
@@ -199,6 +208,7 @@ def _ack(cls: Any) -> Decoder:
         props = NO_PROPERTIES
         if version == 5 and pos < end:
             code, pos = read_u8(buf, pos, end)
+            _check_reason(ptype, code)
             if pos < end:
                 props, pos = decode_properties(buf, pos, end, ptype, fs)
         _done(pos, end)  # 3.1.1: Remaining Length is exactly 2
@@ -248,8 +258,11 @@ def _suback(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) -> 
     codes = tuple(buf[pos:end])
     if not codes:
         raise protocol_error("SUBACK without return codes")
-    if version < 5 and any(c not in (0, 1, 2, 0x80) for c in codes):
-        raise malformed("invalid SUBACK return code")  # [MQTT-3.9.3-2]
+    if version < 5:
+        if any(c not in (0, 1, 2, 0x80) for c in codes):
+            raise malformed("invalid SUBACK return code")  # 3.1.1 §3.9.3
+    elif not VALID_REASON_CODES[9].issuperset(codes):
+        raise protocol_error("invalid SUBACK reason code")  # [MQTT-3.9.3-2]
     return SubAck(pid, codes, props)
 
 
@@ -273,7 +286,10 @@ def _unsuback(b0: int, buf: bytes, pos: int, end: int, version: int, fs: bool) -
         _done(pos, end)
         return UnsubAck(pid)
     props, pos = decode_properties(buf, pos, end, 11, fs)
-    return UnsubAck(pid, tuple(buf[pos:end]), props)
+    codes = tuple(buf[pos:end])
+    if not VALID_REASON_CODES[11].issuperset(codes):
+        raise protocol_error("invalid UNSUBACK reason code")  # [MQTT-3.11.3-2]
+    return UnsubAck(pid, codes, props)
 
 
 def _empty(cls: Any) -> Decoder:
@@ -298,6 +314,7 @@ def _reason_props(cls: Any) -> Decoder:
                 raise malformed("AUTH before MQTT 5")  # reserved packet type in 3.1.1
             raise malformed("DISCONNECT must have Remaining Length 0 before MQTT 5")
         code, pos = read_u8(buf, pos, end)
+        _check_reason(ptype, code)
         props: Properties = NO_PROPERTIES
         if pos < end:
             props, pos = decode_properties(buf, pos, end, ptype, fs)

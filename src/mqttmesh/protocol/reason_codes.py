@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ReasonCode", "ConnAckReturnCode", "connack_return_code"]
+__all__ = ["ReasonCode", "ConnAckReturnCode", "connack_return_code", "VALID_REASON_CODES"]
 
 
 class ReasonCode(IntEnum):
@@ -90,3 +90,27 @@ def connack_return_code(code: int) -> int:
     if 0 <= code <= 5:
         return code
     return int(_V5_TO_V3.get(code, ConnAckReturnCode.SERVER_UNAVAILABLE))  # type: ignore[call-overload]
+
+
+_PUBACK = frozenset({0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99})
+_PUBREL = frozenset({0x00, 0x92})
+
+VALID_REASON_CODES: dict[int, frozenset[int]] = {
+    # by packet type: the reason codes MQTT 5 allows in it (§3.2.2.2, §3.4.2.1, §3.5.2.1,
+    # §3.6.2.1, §3.7.2.1, §3.9.3, §3.11.3, §3.14.2.1, §3.15.2.1); anything else received is
+    # a Protocol Error [MQTT-3.4.2-1] [MQTT-3.5.2-1] [MQTT-3.6.2-1] [MQTT-3.7.2-1]
+    # [MQTT-3.14.2-1] [MQTT-3.15.2-1].
+    2: frozenset({0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A,
+                  0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F}),
+    4: _PUBACK,
+    5: _PUBACK,
+    6: _PUBREL,
+    7: _PUBREL,
+    9: frozenset({0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2}),
+    11: frozenset({0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91}),
+    14: frozenset({0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8C, 0x8D, 0x8E, 0x8F,
+                   0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
+                   0x9E, 0x9F, 0xA0, 0xA1, 0xA2}),
+    15: frozenset({0x00, 0x18, 0x19}),
+}
+"""MQTT 5 reason codes allowed per packet type (2 CONNACK ... 15 AUTH)."""
