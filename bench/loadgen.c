@@ -94,6 +94,7 @@ static int o_conns = 1000, o_concurrency = 200, o_idle = 0;
 static double o_duration = 5, o_warmup = 1, o_rate = 0, o_drain = 5, o_hold = 600;
 static double o_connect_timeout = 60;
 static int o_coalesce_us = 0;
+static double o_start_delay = 0;
 static long long o_count = 0;
 static char o_prefix[64] = "bench/t";
 static int broker_pids[16], n_broker_pids = 0;
@@ -583,7 +584,9 @@ static void usage(void) {
         "  common: --keepalive S --connect-timeout S --broker-pid PID[,PID...] --topic-prefix P\n"
         "          --sub-host H --sub-port P (subscribers on another node: cluster scenario)\n"
         "          --coalesce-us U (throughput mode: sleep U us after a small batch, so reads\n"
-        "          and writes carry more messages per syscall)\n");
+        "          and writes carry more messages per syscall)\n"
+        "          --start-delay S (wait S s after all SUBACKs before publishing, e.g. for\n"
+        "          routes to reach other cluster nodes)\n");
     exit(2);
 }
 
@@ -597,7 +600,7 @@ int main(int argc, char **argv) {
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"q0-window", 1, 0, 'z'}, {"drain", 1, 0, 'D'},
         {"mqtt", 1, 0, 'v'}, {"keepalive", 1, 0, 'k'}, {"conns", 1, 0, 'c'},
         {"concurrency", 1, 0, 'C'}, {"hold", 1, 0, 'H'}, {"connect-timeout", 1, 0, 't'},
-        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"coalesce-us", 1, 0, 'u'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"coalesce-us", 1, 0, 'u'}, {"start-delay", 1, 0, 'y'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -628,6 +631,7 @@ int main(int argc, char **argv) {
             while ((tok = strsep(&s, ",")) && n_broker_pids < 16) if (*tok) broker_pids[n_broker_pids++] = atoi(tok);
             break;
         }
+        case 'y': o_start_delay = atof(optarg); break;
         case 'u': o_coalesce_us = atoi(optarg); break;
         case 'o': o_sub_port = atoi(optarg); break;
         case 'O': o_sub_host = optarg; break;
@@ -751,6 +755,15 @@ int main(int argc, char **argv) {
     }
 
     /* ---- pubsub: warmup, measure, drain */
+    if (o_start_delay > 0 && !err.connect_timeout) {      /* keep serving sockets meanwhile */
+        uint64_t until = now_ns() + (uint64_t)(o_start_delay * 1e9);
+        while (!stop_flag && now_ns() < until) {
+            struct epoll_event evs[64];
+            int n = epoll_wait(ep, evs, 64, 10);
+            for (int k = 0; k < n; k++) on_event(&conns[evs[k].data.u32], evs[k].events);
+        }
+        connected = ready_count;
+    }
     if (o_rate > 0) {
         double per = o_rate / (o_pubs ? o_pubs : 1);
         double period_s = 1.0 / per;

@@ -87,6 +87,11 @@ def _on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def clean_env() -> dict[str, str]:
+    """The runner's environment minus mqttmesh/EMQX overrides (brokers get only ours)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MQTTMESH_", "EMQX_"))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -183,7 +188,7 @@ class Broker:
         cmd, env = self.command(self.port, self.workdir)
         self.log = self.workdir / "broker.log"
         with open(self.log, "wb") as logf:
-            self.proc = _spawn(cmd, env={**os.environ, **env}, cwd=self.workdir,
+            self.proc = _spawn(cmd, env={**clean_env(), **env}, cwd=self.workdir,
                                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -518,20 +523,130 @@ def run_one(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
         broker.stop()
 
 
-# ----------------------------------------------------------------------------- cluster hook
+# ----------------------------------------------------------------------------- cluster
+class MqttmeshClusterNode(Mqttmesh):
+    """One node of a two-node mqttmesh cluster on 127.0.0.1 (static discovery)."""
+
+    start_timeout = 60.0
+
+    def __init__(self, node_name: str, seeds: list[str], cookie: str) -> None:
+        super().__init__()
+        self.node_name, self.seeds, self.cookie = node_name, seeds, cookie
+        self.conf: Path | None = None
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        self.conf = workdir / "mqttmesh.conf"
+        seeds = ", ".join(f'"{n}"' for n in self.seeds)
+        self.conf.write_text(
+            f'node {{\n  name = "{self.node_name}"\n  cookie = "{self.cookie}"\n'
+            f'  data_dir = "{workdir / "data"}"\n}}\n'
+            f"cluster {{\n  name = benchcl\n  discovery_strategy = static\n"
+            f"  static.seeds = [{seeds}]\n}}\n"
+            f'listeners.tcp.default.bind = "{HOST}:{port}"\n'
+            "listeners.ssl.default.enable = false\n"
+            "listeners.ws.default.enable = false\n"
+            "listeners.wss.default.enable = false\n"
+            "dashboard.listeners.http.enable = false\n"
+            "mqtt.max_mqueue_len = 1000000\n")
+        # Until Node builds its ClusterService itself, `mqttmesh.runtime.cluster_main` is the
+        # launcher that plugs it in (tests/cluster uses it too); plain `-m mqttmesh` after.
+        r = subprocess.run([str(MQTTMESH_PY), "-c", "import mqttmesh.runtime.cluster_main"],
+                           capture_output=True, timeout=60, env=clean_env())
+        module = "mqttmesh.runtime.cluster_main" if r.returncode == 0 else "mqttmesh"
+        # no MQTTMESH_* overrides: the file says it all (and `ctl` reads the same file)
+        return [str(MQTTMESH_PY), "-m", module, "foreground", "-c", str(self.conf)], {}
+
+    def join(self, other: str) -> str:
+        assert self.conf is not None
+        r = subprocess.run([str(MQTTMESH_PY), "-m", "mqttmesh", "-c", str(self.conf), "ctl",
+                            "cluster", "join", other], capture_output=True, text=True,
+                           timeout=60, env=clean_env())
+        return f"exit {r.returncode}: " + " ".join((r.stdout + r.stderr).split())[:300]
+
+    def status(self) -> dict[str, Any]:
+        assert self.conf is not None
+        r = subprocess.run([str(MQTTMESH_PY), "-m", "mqttmesh", "-c", str(self.conf), "ctl",
+                            "cluster", "status", "--json"], capture_output=True, text=True,
+                           timeout=30, env=clean_env())
+        if r.returncode:
+            return {"error": (r.stderr or r.stdout).strip()[-300:]}
+        try:
+            return dict(json.loads(r.stdout))
+        except json.JSONDecodeError:
+            return {"error": "not JSON: " + r.stdout[-300:]}
+
+
 def cluster_scenario(st: Settings) -> dict[str, Any]:
-    """Cross-node throughput as a ratio of same-node throughput (skeleton).
+    """Cross-node throughput as a ratio of same-node throughput.
 
-    Plan: start two mqttmesh nodes (bench1@127.0.0.1, bench2@127.0.0.1; MQTT on two free
-    ports; `cluster.discovery_strategy=static`, `cluster.static.seeds=[bench1@..,bench2@..]`),
-    wait until `mqttmesh ctl cluster status --json` lists both in running_nodes, then run
-    scenario (a) QoS 0/1 twice: all clients on node 1 (same-node), and publishers on node 1
-    with subscribers on node 2 (loadgen --port P1 --sub-port P2).  Report cross/same.
-
-    Not runnable yet: it needs clustering (forwarding over the cluster RPC port), which is
-    later work.  It raises NotRunnable until then.
+    Two mqttmesh nodes (benchN@127.0.0.1, benchN+1@127.0.0.1, static discovery, MQTT on
+    two free ports) must both list each other in `ctl cluster status --json`; then scenario
+    (a) at QoS 0 and QoS 1 runs alternately with every client on node 1 (same-node) and
+    with the publishers on node 1 and the subscribers on node 2 (cross-node: every message
+    is forwarded once over the cluster RPC link). Raises NotRunnable, with the reason, if
+    the cluster does not form.
     """
-    raise NotRunnable("cluster scenario is a skeleton: mqttmesh clustering is not implemented yet")
+    base = 600 + secrets.randbelow(290)   # cluster ports 4370+N / 5370+N away from tests'
+    names = [f"bench{base}@127.0.0.1", f"bench{base + 1}@127.0.0.1"]
+    cookie = secrets.token_hex(16)
+    nodes = [MqttmeshClusterNode(n, names, cookie) for n in names]
+    try:
+        for node in nodes:
+            node.prepare()
+            try:
+                node.start()
+            except NotRunnable as e:
+                raise NotRunnable(f"cluster node {node.node_name} did not start: {e}") from e
+        deadline = time.monotonic() + 60
+        join_at = time.monotonic() + 10
+        last: list[dict[str, Any]] = []
+        joined = ""
+        while True:
+            last = [node.status() for node in nodes]
+            if all(set(names) <= set(s.get("running_nodes", [])) for s in last):
+                break
+            if not joined and time.monotonic() > join_at:
+                # static discovery did not do it (yet): ask explicitly, as with `manual`
+                joined = nodes[1].join(names[0])
+                print(f"[cluster] static discovery did not form the cluster in 10 s; "
+                      f"ctl cluster join: {joined}", flush=True)
+            if time.monotonic() > deadline:
+                raise NotRunnable(f"the two nodes did not form a cluster within 60 s: {last}; "
+                                  f"logs: {[n.log_tail(4) for n in nodes]}")
+            time.sleep(1)
+        out: dict[str, Any] = {"nodes": names,
+                               "formed_by": "ctl cluster join" if joined else "static discovery"}
+        for qos in (0, 1):
+            for run in range(st.runs):
+                for where, sub_port in (("same", nodes[0].port), ("cross", nodes[1].port)):
+                    args = ["--port", str(nodes[0].port), "--sub-port", str(sub_port),
+                            "--mqtt", str(st.mqtt), "--pubs", "4", "--subs", "4",
+                            "--topics", "4", "--qos", str(qos), "--size", "64",
+                            "--warmup", str(st.warmup), "--duration", str(st.duration),
+                            "--drain", str(st.drain), "--topic-prefix", f"bench/r{run}{where}/t",
+                            # routes of the new subscriptions must reach node 1 first
+                            "--start-delay", "1",
+                            "--broker-pid", ",".join(str(n.pid) for n in nodes)]
+                    res = run_loadgen(args, timeout=st.warmup + st.duration + st.drain + 90)
+                    for node in nodes:
+                        if node.proc is None or node.proc.poll() is not None:
+                            res["ok"] = False
+                            res["failure"] = f"{node.node_name} exited: {node.log_tail()}"
+                    if not res.get("ok") and "failure" not in res:
+                        bad = {k: v for k, v in res.get("errors", {}).items() if v}
+                        res["failure"] = (f"loadgen reported errors {bad} (sent {res.get('sent')}, "
+                                          f"expected {res.get('expected')}, received "
+                                          f"{res.get('received')})")
+                    out.setdefault(f"qos{qos}_{where}", []).append(res)
+                    print(f"[cluster] qos{qos} {where:5s} run {run + 1}: "
+                          f"{'ok' if res.get('ok') else 'FAIL'} "
+                          f"{res.get('sustained_out_per_s', 0):,.0f} msg/s"
+                          f"{'' if res.get('ok') else '  [' + str(res.get('failure'))[:300] + ']'}",
+                          flush=True)
+        return out
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 # ----------------------------------------------------------------------------- self-test
@@ -637,7 +752,8 @@ def median(vals: list[float]) -> float | None:
 def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]],
                  names: list[str], unavailable: dict[str, str], versions: dict[str, str],
                  st: Settings, command: str, started: dt.datetime, elapsed: float,
-                 cluster_note: str | None, scenarios: list[Scenario]) -> str:
+                 cluster_note: str | None, scenarios: list[Scenario],
+                 cluster: dict[str, Any] | None = None) -> str:
     m = machine_info()
     cols = ["mqttmesh", "mosquitto", "amqtt"]
     L: list[str] = []
@@ -708,6 +824,23 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
         L.append("")
     if cluster_note:
         L.append(f"Cluster scenario (cross-node / same-node throughput): {cluster_note}\n")
+    if cluster:
+        L.append("## Cluster: cross-node vs same-node throughput\n")
+        L.append(f"Two mqttmesh nodes ({', '.join(cluster['nodes'])}, cluster formed by "
+                 f"{cluster['formed_by']}), scenario (a); same-node = "
+                 "all clients on node 1, cross-node = publishers on node 1, subscribers on node "
+                 "2 (each message forwarded once). Broker CPU is both nodes together.\n")
+        L.append("| QoS | same-node msg/s | cross-node msg/s | cross/same | failed runs |")
+        L.append("|---|---|---|---|---|")
+        for qos in (0, 1):
+            same = cluster.get(f"qos{qos}_same", [])
+            cross = cluster.get(f"qos{qos}_cross", [])
+            ms = median([r["sustained_out_per_s"] for r in same if r.get("ok")])
+            mc = median([r["sustained_out_per_s"] for r in cross if r.get("ok")])
+            failed = [r.get("failure", "?")[:200] for r in same + cross if not r.get("ok")]
+            L.append(f"| {qos} | {fmt(ms, 'msg/s')} | {fmt(mc, 'msg/s')} | {ratio(mc, ms)} | "
+                     f"{len(failed)}{': ' + '; '.join(failed).replace('|', '/') if failed else ''} |")
+        L.append("")
 
     # the load generator is not the bottleneck
     L.append("## Is the load generator the bottleneck?\n")
@@ -782,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 run, shorter durations")
     ap.add_argument("--brokers", default="mqttmesh,mosquitto,amqtt",
                     help="comma list of brokers to measure (default: all three)")
-    ap.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS),
+    ap.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
                     help="comma list of " + ",".join(SCENARIO_KEYS))
     ap.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     ap.add_argument("--duration", type=float, help="measurement seconds (default 5, --quick 2)")
@@ -862,17 +995,22 @@ def main(argv: list[str] | None = None) -> int:
                     print(("ok  " if res.get("ok") else "FAIL ") + summary
                           + ("" if res.get("ok") else f"  [{res.get('failure', '')[:300]}]"), flush=True)
         cluster_note = None
+        cluster: dict[str, Any] | None = None
         if "cluster" in wanted:
-            try:
-                cluster_scenario(st)
-            except NotRunnable as e:
-                cluster_note = f"not yet runnable ({e})"
+            if "mqttmesh" not in names or "mqttmesh" in unavailable:
+                cluster_note = "not run (mqttmesh not selected or not runnable)"
+            else:
+                try:
+                    cluster = cluster_scenario(st)
+                except NotRunnable as e:
+                    cluster_note = f"not runnable: {e}"
+                    print("[cluster] not runnable:", e, flush=True)
         out = Path(a.output)
         text = write_report(out, results, [n for n in names], unavailable, versions, st, command,
-                            started, time.monotonic() - t0, cluster_note, scenarios)
+                            started, time.monotonic() - t0, cluster_note, scenarios, cluster)
         if a.json:
             Path(a.json).write_text(json.dumps({"results": results, "unavailable": unavailable,
-                                                "versions": versions}, indent=1))
+                                                "versions": versions, "cluster": cluster}, indent=1))
         print()
         print(text.split("## Is the load generator")[0])
         print(f"written to {out}")
