@@ -156,7 +156,7 @@ for v in VERSIONS:
     rule = "[MQTT-2.1.3-1]" if v == 5 else "[MQTT-2.2.2-2]"
     for ptype, raw in _client_packets(v).items():
         good = raw[0] & 0x0F
-        for flags in range(16):
+        for flags in range(16) if v > 3 else ():  # MQTT 3.1 reserved no flag values
             if flags == good:
                 continue
             bad = bytes((raw[0] & 0xF0 | flags,)) + raw[1:]

@@ -8,8 +8,8 @@ import pytest
 
 from mqttmesh.errors import LocalProtocolError, RemoteProtocolError
 from mqttmesh.protocol import (
-    NO_PROPERTIES, Auth, ConnAck, Connect, Decoder, Disconnect, PingReq, Properties, PubAck, PubRel,
-    Publish, Subscribe, Subscription, Unsubscribe, Will, encode, encode_properties,
+    NO_PROPERTIES, Auth, ConnAck, Connect, Decoder, Disconnect, PingReq, Properties, PubAck,
+    PubRel, Publish, Subscribe, Subscription, Unsubscribe, Will, encode, encode_properties,
 )
 
 C4 = encode(Connect("c"), 4)
@@ -174,3 +174,13 @@ def test_property_cache_keeps_contexts_apart() -> None:
     with pytest.raises(RemoteProtocolError):  # reason string is not allowed in SUBSCRIBE
         Decoder(protocol_version=5).feed(b"\x82" + bytes((5 + len(block),)) + b"\x00\x01"
                                          + block + b"\x00\x01a\x00")
+
+
+def test_mqtt31_ignores_fixed_header_flags() -> None:
+    """MQTT 3.1 set DUP on retried SUBSCRIBE / PUBREL...; 3.1.1 made the flags reserved."""
+    d = Decoder()
+    connect = encode(Connect("c", 3, "MQIsdp"), 3)
+    got = d.feed(connect + b"\x8a\x06\x00\x01\x00\x01a\x01" + b"\x6a\x02\x00\x01" + b"\xc1\x00")
+    assert got[1:] == [Subscribe(1, (Subscription("a", 1),)), PubRel(1), PingReq()]
+    with pytest.raises(RemoteProtocolError):
+        Decoder().feed(C4 + b"\x8a\x06\x00\x01\x00\x01a\x01")  # [MQTT-2.2.2-2]

@@ -101,7 +101,8 @@ def decode_connect(b0: int, buf: bytes, pos: int, end: int) -> Connect:
             exc.connack_code = 0x01 if name in ("MQTT", "MQIsdp") else None  # type: ignore[attr-defined]
             raise exc
         level = version
-        check_flags(b0)  # after the level, so that an MQTT 5 client gets its CONNACK 0x81
+        if version != 3:  # MQTT 3.1 reserved no flag values
+            check_flags(b0)  # after the level, so that an MQTT 5 client gets its CONNACK 0x81
         return _connect_body(buf, pos, end, version, name)
     except RemoteProtocolError as exc:
         if level == 5:

@@ -255,5 +255,6 @@ class Decoder:
             raise protocol_error(f"packet type {t} is sent by clients only")
         if t == 15 and (self.protocol_version or 4) < 5:
             raise malformed("reserved packet type 15 (AUTH) before MQTT 5")
-        if t != 3:
+        if t != 3 and self.protocol_version != 3:
+            # MQTT 3.1 reserved no flag values (its retries set DUP on SUBSCRIBE / PUBREL...)
             check_flags(b0)
