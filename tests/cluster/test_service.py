@@ -83,13 +83,13 @@ def test_join_replicate_forward_leave(tmp_path):
         c, bc = await start(tmp_path, c_name)
         try:
             b.route_added("sensors/+/temp")
-            status = await b.op_join(a_name)
+            status = await b.ops.op_join(a_name)
             assert status == {"running_nodes": sorted([a_name, b_name]), "stopped_nodes": []}
-            await c.op_join(b_name)  # joining through any member
+            await c.ops.op_join(b_name)  # joining through any member
             for svc in (a, b, c):
-                await wait_for(lambda svc=svc: len(svc.op_status()["running_nodes"]) == 3,
+                await wait_for(lambda svc=svc: len(svc.ops.op_status()["running_nodes"]) == 3,
                                what=f"3 running on {svc.name}")
-            assert a.op_status() == b.op_status() == c.op_status()
+            assert a.ops.op_status() == b.ops.op_status() == c.ops.op_status()
             c.route_added("sensors/#")
             await wait_for(lambda: a.routes.match("sensors/1/temp") == {b_name, c_name},
                            what="routes replicated to a")
@@ -103,15 +103,15 @@ def test_join_replicate_forward_leave(tmp_path):
                 sorted(m.payload for m in bb.received) == [b"0", b"21"]
             await wait_for(lambda: all(box.unacked == 0
                                        for box in a.forwarder.outboxes.values()), what="acks")
-            verify = await a.op_routes_verify()
+            verify = await a.ops.op_routes_verify()
             assert verify["differences"] == [] and len(verify["nodes"]) == 3
-            explain = a.op_route_explain("sensors/1/temp")
+            explain = a.ops.op_route_explain("sensors/1/temp")
             assert explain["forward_to"] == sorted([b_name, c_name])
             # leave: c tells everyone; its routes are gone
-            await c.op_leave()
-            assert c.op_status()["running_nodes"] == [c_name]
-            await wait_for(lambda: a.op_status()["running_nodes"] == sorted([a_name, b_name])
-                           and b.op_status()["running_nodes"] == sorted([a_name, b_name]),
+            await c.ops.op_leave()
+            assert c.ops.op_status()["running_nodes"] == [c_name]
+            await wait_for(lambda: a.ops.op_status()["running_nodes"] == sorted([a_name, b_name])
+                           and b.ops.op_status()["running_nodes"] == sorted([a_name, b_name]),
                            what="c left everywhere")
             assert a.routes.match("sensors/9") == set()
             assert a.routes.match("sensors/1/temp") == {b_name}
@@ -135,17 +135,17 @@ def test_join_errors_change_nothing(tmp_path):
         b, _ = await start(tmp_path, b_name, cookie="other-cookie")
         try:
             with pytest.raises(ClusterError, match="cannot join itself"):
-                await a.op_join(a_name)
+                await a.ops.op_join(a_name)
             with pytest.raises(ClusterError, match="unreachable"):
-                await a.op_join(nowhere)
+                await a.ops.op_join(nowhere)
             with pytest.raises(ClusterError, match="wrong cookie"):
-                await a.op_join(b_name)
+                await a.ops.op_join(b_name)
             with pytest.raises(ClusterError, match="invalid node name"):
-                await a.op_join("localhost")
-            assert a.op_status() == {"running_nodes": [a_name], "stopped_nodes": []}
-            assert b.op_status() == {"running_nodes": [b_name], "stopped_nodes": []}
+                await a.ops.op_join("localhost")
+            assert a.ops.op_status() == {"running_nodes": [a_name], "stopped_nodes": []}
+            assert b.ops.op_status() == {"running_nodes": [b_name], "stopped_nodes": []}
             with pytest.raises(ClusterError, match="not in a cluster"):
-                await a.op_leave()
+                await a.ops.op_leave()
         finally:
             await a.stop()
             await b.stop()
@@ -163,27 +163,27 @@ def test_stopped_node_force_leave_and_restart_rejoins(tmp_path):
         b, _ = await start(tmp_path, b_name)
         c, _ = await start(tmp_path, c_name)
         try:
-            await b.op_join(a_name)
-            await c.op_join(a_name)
-            await wait_for(lambda: len(b.op_status()["running_nodes"]) == 3)
+            await b.ops.op_join(a_name)
+            await c.ops.op_join(a_name)
+            await wait_for(lambda: len(b.ops.op_status()["running_nodes"]) == 3)
             # b restarts: it reconnects by itself from cluster.json
             await b.stop()
-            await wait_for(lambda: a.op_status()["stopped_nodes"] == [b_name], what="b down")
+            await wait_for(lambda: a.ops.op_status()["stopped_nodes"] == [b_name], what="b down")
             b2, _ = await start(tmp_path, b_name)
-            await wait_for(lambda: len(b2.op_status()["running_nodes"]) == 3
-                           and len(a.op_status()["running_nodes"]) == 3, what="b back")
+            await wait_for(lambda: len(b2.ops.op_status()["running_nodes"]) == 3
+                           and len(a.ops.op_status()["running_nodes"]) == 3, what="b back")
             # c dies; force-leave it from a; every member forgets it
             await c.stop()
-            await wait_for(lambda: c_name in b2.op_status()["stopped_nodes"])
-            a.op_force_leave(c_name)
-            await wait_for(lambda: b2.op_status() == a.op_status() ==
+            await wait_for(lambda: c_name in b2.ops.op_status()["stopped_nodes"])
+            a.ops.op_force_leave(c_name)
+            await wait_for(lambda: b2.ops.op_status() == a.ops.op_status() ==
                            {"running_nodes": sorted([a_name, b_name]), "stopped_nodes": []},
                            what="force-leave everywhere")
             # c comes back: it learns it was removed and goes standalone
             c2, _ = await start(tmp_path, c_name)
-            await wait_for(lambda: c2.op_status()["running_nodes"] == [c_name]
+            await wait_for(lambda: c2.ops.op_status()["running_nodes"] == [c_name]
                            and not c2.membership.clustered, what="c standalone")
-            await wait_for(lambda: a.op_status()["running_nodes"] == sorted([a_name, b_name]))
+            await wait_for(lambda: a.ops.op_status()["running_nodes"] == sorted([a_name, b_name]))
             await c2.stop()
             await b2.stop()
         finally:
@@ -245,7 +245,7 @@ def test_garbage_before_auth_is_bounded(tmp_path):
                 pass
             writer.close()
             # the node closed the socket quickly; it still answers ctl
-            assert a.op_status()["running_nodes"] == [name]
+            assert a.ops.op_status()["running_nodes"] == [name]
             assert await mgmt.call(settings_for(tmp_path, name), "status")
         finally:
             await a.stop()
@@ -263,19 +263,19 @@ def test_join_another_cluster_leaves_first_and_autoclean(tmp_path):
         b, _ = await start(tmp_path, b_name, MQTTMESH_CLUSTER__AUTOCLEAN="1s")
         c, _ = await start(tmp_path, c_name)
         try:
-            await b.op_join(a_name)
+            await b.ops.op_join(a_name)
             b.route_added("only/b")
             await wait_for(lambda: a.routes.match("only/b") == {b_name})
             # b joins c's (single-node) cluster: it leaves a's first
-            status = await b.op_join(c_name)
+            status = await b.ops.op_join(c_name)
             assert status["running_nodes"] == sorted([b_name, c_name])
-            await wait_for(lambda: a.op_status()["running_nodes"] == [a_name]
+            await wait_for(lambda: a.ops.op_status()["running_nodes"] == [a_name]
                            and a.routes.match("only/b") == set(), what="a forgot b")
             await wait_for(lambda: c.routes.match("only/b") == {b_name})
             # autoclean: b is removed from c's cluster once down longer than 1 s ...
             # (c has no autoclean; b has): stop c, b removes it
             await c.stop()
-            await wait_for(lambda: b.op_status() == {"running_nodes": [b_name],
+            await wait_for(lambda: b.ops.op_status() == {"running_nodes": [b_name],
                                                      "stopped_nodes": []},
                            timeout=8, what="autoclean")
             assert not b.membership.clustered

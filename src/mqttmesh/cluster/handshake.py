@@ -84,8 +84,9 @@ def _mac(cookie: bytes, label: bytes, transcript: bytes) -> bytes:
 
 def _transcript(version: int, kind: str, client: str, server: str, cluster: str,
                 client_nonce: bytes, server_nonce: bytes) -> bytes:
-    return msgpack.packb([version, kind, client, server, cluster, client_nonce, server_nonce],
-                         use_bin_type=True)
+    packed: bytes = msgpack.packb(
+        [version, kind, client, server, cluster, client_nonce, server_nonce], use_bin_type=True)
+    return packed
 
 
 def _expect(msg: Any, kind: int, fields: int) -> list[Any]:

@@ -35,10 +35,17 @@ JOIN_WAIT = 5.0
 
 
 class ClusterOps:
-    """Mixin of ClusterService (kept apart to keep each module to one job)."""
+    """The operations of one ClusterService (``service.ops``).
+
+    Args:
+        service: the node's ClusterService.
+    """
+
+    def __init__(self, service: ClusterService) -> None:
+        self.s = service
 
     # -- request dispatch ------------------------------------------------------------------
-    async def handle_request(self: ClusterService, link: PeerLink, rid: int, op: str,
+    async def handle_request(self, link: PeerLink, rid: int, op: str,
                              args: dict[str, Any]) -> None:
         try:
             result = await self._request(link, op, args)
@@ -50,7 +57,7 @@ class ClusterOps:
         else:
             link.send([v1.REPLY, rid, True, result])
 
-    async def _request(self: ClusterService, link: PeerLink, op: str,
+    async def _request(self, link: PeerLink, op: str,
                        args: dict[str, Any]) -> Any:
         if link.peer.kind == KIND_CTL:
             if op == "status":
@@ -71,42 +78,42 @@ class ClusterOps:
         if op == "join":
             return self._accept_join(link, args)
         if op == "join_check":
-            return {"members": self.membership.members(), "cluster": self.cluster_name}
+            return {"members": self.s.membership.members(), "cluster": self.s.cluster_name}
         if op == "route_digests":
-            if not self.membership.is_member(link.peer.name):
+            if not self.s.membership.is_member(link.peer.name):
                 raise ClusterError(f"{link.peer.name} is not a member of this cluster")
             return {n: [d.epoch, d.version, d.hash, d.count]
-                    for n, d in self.routes.digests().items()}
+                    for n, d in self.s.routes.digests().items()}
         raise ClusterError(f"unknown operation {op[:40]!r}")
 
     # -- status ----------------------------------------------------------------------------
-    def op_status(self: ClusterService) -> dict[str, Any]:
-        status = self.membership.status()
+    def op_status(self) -> dict[str, Any]:
+        status = self.s.membership.status()
         return {"running_nodes": list(status.running_nodes),
                 "stopped_nodes": list(status.stopped_nodes)}
 
     # -- join ------------------------------------------------------------------------------
-    async def op_join(self: ClusterService, target: str, dry_run: bool = False
+    async def op_join(self, target: str, dry_run: bool = False
                       ) -> dict[str, Any]:
         try:
             validate_node_name(target, "NODE")
         except ConfigError as exc:
             raise ClusterError(f"invalid node name {target!r}: {exc.reason}") from None
-        if target == self.name:
+        if target == self.s.name:
             raise ClusterError("a node cannot join itself")
-        if self.membership.is_member(target):
+        if self.s.membership.is_member(target):
             raise ClusterError(f"this node is already in a cluster with {target}")
         host, port = node_host(target), dist_port(target)
-        hs = ClientHandshake(self.cookie, KIND_NODE, self.name, self.cluster_name, self.role)
+        hs = ClientHandshake(self.s.cookie, KIND_NODE, self.s.name, self.s.cluster_name, self.s.role)
         try:
-            link = await open_link(host, port, hs, self.host)
+            link = await open_link(host, port, hs, self.s.host)
         except LinkUnreachable as exc:
-            log_event(log, "warning", "join failed: node unreachable", node=self.name,
+            log_event(log, "warning", "join failed: node unreachable", node=self.s.name,
                       peer=target, address=f"{host}:{port}")
             raise ClusterError(f"node {target} is unreachable: {exc}") from None
         except HandshakeError as exc:
             reason = str(exc).removeprefix("refused by peer: ")
-            log_event(log, "warning", f"link refused: {reason}", node=self.name, peer=target,
+            log_event(log, "warning", f"link refused: {reason}", node=self.s.name, peer=target,
                       address=f"{host}:{port}")
             raise ClusterError(f"node {target} refused the link: {reason}") from None
         reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
@@ -117,12 +124,12 @@ class ClusterOps:
             if dry_run:
                 info = await link.request("join_check", {})
                 return self._dry_run_report(target, info)
-            if self.membership.clustered:
+            if self.s.membership.clustered:
                 log_event(log, "info", "leaving the current cluster to join another",
-                          node=self.name, target=target)
+                          node=self.s.name, target=target)
                 await self.op_leave()
-            own = self.membership.incarnation(self.name)
-            result = await link.request("join", {"node": self.name, "role": self.role,
+            own = self.s.membership.incarnation(self.s.name)
+            result = await link.request("join", {"node": self.s.name, "role": self.s.role,
                                                  "incarnation": own})
         finally:
             link.close("join done")
@@ -131,96 +138,102 @@ class ClusterOps:
             entries = Membership.from_wire(result["view"])
         except (KeyError, TypeError):
             raise ClusterError(f"{target} answered the join with nonsense") from None
-        dropped = self.routes.wipe_others()
-        self.membership.adopt({e.name: e for e in entries})
-        if not self.membership.is_member(self.name):
-            self.membership.reset()
+        dropped = self.s.routes.wipe_others()
+        self.s.membership.adopt({e.name: e for e in entries})
+        if not self.s.membership.is_member(self.s.name):
+            self.s.membership.reset()
             raise ClusterError(f"{target} did not admit this node")
         now = asyncio.get_running_loop().time()
-        for peer in self.membership.peers():
-            self.membership.mark_down(peer, now)
-            self.routes.set_down(peer, True)
-            self._start_peer(peer)
-        self._save_view()
-        log_event(log, "info", "joined the cluster", node=self.name, via=target,
-                  members=",".join(self.membership.members()), routes_dropped=dropped)
+        for peer in self.s.membership.peers():
+            self.s.membership.mark_down(peer, now)
+            self.s.routes.set_down(peer, True)
+            self.s.start_peer(peer)
+        self.s.save_view()
+        log_event(log, "info", "joined the cluster", node=self.s.name, via=target,
+                  members=",".join(self.s.membership.members()), routes_dropped=dropped)
         deadline = now + JOIN_WAIT
         while asyncio.get_running_loop().time() < deadline and \
-                self.membership.status().stopped_nodes:
+                self.s.membership.status().stopped_nodes:
             await asyncio.sleep(0.05)
         return self.op_status()
 
-    def _dry_run_report(self: ClusterService, target: str, info: Any) -> dict[str, Any]:
+    def _dry_run_report(self, target: str, info: Any) -> dict[str, Any]:
         stats = None
-        if self.broker is not None:
+        if self.s.broker is not None:
             try:
-                stats = self.broker.statistics()
+                stats = self.s.broker.statistics()
             except Exception:
                 stats = None
-        others = sum(len(self.routes.filters_of(n)) for n in self.routes.nodes()
-                     if n != self.name)
+        others = sum(len(self.s.routes.filters_of(n)) for n in self.s.routes.nodes()
+                     if n != self.s.name)
         return {
             "dry_run": True,
             "target": target,
             "target_members": list(info.get("members", [])) if isinstance(info, dict) else [],
-            "would_leave": self.membership.peers(),
+            "would_leave": self.s.membership.peers(),
             "routes_dropped": others,
-            "own_routes_kept": len(self.routes.own_filters()),
+            "own_routes_kept": len(self.s.routes.own_filters()),
             "retained_replaced": getattr(stats, "retained", 0),
             "sessions_kept": getattr(stats, "sessions", 0),
         }
 
-    def _accept_join(self: ClusterService, link: PeerLink, args: dict[str, Any]
+    def _accept_join(self, link: PeerLink, args: dict[str, Any]
                      ) -> dict[str, Any]:
         joiner = _str(args, "node")
         if joiner != link.peer.name:
             raise ClusterError("a node may only ask to join for itself")
-        if joiner == self.name:
+        if joiner == self.s.name:
             raise ClusterError("a node cannot join itself")
-        role = args.get("role") if isinstance(args.get("role"), str) else "core"
-        claimed = args.get("incarnation") if isinstance(args.get("incarnation"), int) else 0
-        was_member = self.membership.is_member(joiner)
+        role = args.get("role")
+        if not isinstance(role, str):
+            role = "core"
+        claimed = args.get("incarnation")
+        if not isinstance(claimed, int):
+            claimed = 0
+        was_member = self.s.membership.is_member(joiner)
         if was_member:
-            self._forget(joiner)  # a rejoin: its old replicated routes go
-        member = self.membership.admit(joiner, role, claimed)
-        if self.loop is not None:
-            self.membership.mark_down(joiner, self.loop.time())
-        self.routes.set_down(joiner, True)
-        self._start_peer(joiner)
-        self._save_view()
-        self.broadcast_view()
-        log_event(log, "info", "node joined", node=self.name, peer=joiner,
+            self.s.forget(joiner)  # a rejoin: its old replicated routes go
+        member = self.s.membership.admit(joiner, role, claimed)
+        if self.s.loop is not None:
+            self.s.membership.mark_down(joiner, self.s.loop.time())
+        self.s.routes.set_down(joiner, True)
+        self.s.start_peer(joiner)
+        self.s.save_view()
+        self.s.broadcast_view()
+        log_event(log, "info", "node joined", node=self.s.name, peer=joiner,
                   incarnation=member.incarnation)
-        return {"view": self.membership.to_wire()}
+        return {"view": self.s.membership.to_wire()}
 
     # -- leave / force-leave ---------------------------------------------------------------
-    async def op_leave(self: ClusterService) -> dict[str, Any]:
-        if not self.membership.clustered:
+    async def op_leave(self) -> dict[str, Any]:
+        if not self.s.membership.clustered:
             raise ClusterError("this node is not in a cluster")
-        own = self.membership.view[self.name]
-        tombstone = Member(self.name, own.incarnation + 1, MemberStatus.LEFT, self.role)
-        view = self.membership.to_wire()
-        view[self.name] = [tombstone.incarnation, tombstone.status.value, self.role]
-        links = self.up_links()
+        own = self.s.membership.view[self.s.name]
+        tombstone = Member(self.s.name, own.incarnation + 1, MemberStatus.LEFT, self.s.role)
+        view = self.s.membership.to_wire()
+        view[self.s.name] = [tombstone.incarnation, tombstone.status.value, self.s.role]
+        links = self.s.up_links()
         for link in links:
             link.send([v1.VIEW, view])
         if links:
-            await asyncio.wait([asyncio.ensure_future(link.drain()) for link in links],
-                               timeout=2.0)
-        self.become_standalone(tombstone.incarnation)
-        log_event(log, "info", "left the cluster", node=self.name)
+            drains = [asyncio.ensure_future(link.drain()) for link in links]
+            _, pending = await asyncio.wait(drains, timeout=2.0)
+            for task in pending:
+                task.cancel()
+        self.s.become_standalone(tombstone.incarnation)
+        log_event(log, "info", "left the cluster", node=self.s.name)
         return self.op_status()
 
-    def op_force_leave(self: ClusterService, target: str) -> dict[str, Any]:
-        if target == self.name:
+    def op_force_leave(self, target: str) -> dict[str, Any]:
+        if target == self.s.name:
             raise ClusterError("use `cluster leave` to take this node out of its cluster")
-        if not self.membership.is_member(target):
+        if not self.s.membership.is_member(target):
             raise ClusterError(f"{target} is not a member of this cluster")
-        self.remove_member(target)
+        self.s.remove_member(target)
         return self.op_status()
 
     # -- routes ----------------------------------------------------------------------------
-    async def op_routes_verify(self: ClusterService, attempts: int = 5) -> dict[str, Any]:
+    async def op_routes_verify(self, attempts: int = 5) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for attempt in range(attempts):
             result = await self._verify_once()
@@ -229,16 +242,16 @@ class ClusterOps:
             await asyncio.sleep(0.3)  # deltas may be in flight: look again before reporting
         return result
 
-    async def _verify_once(self: ClusterService) -> dict[str, Any]:
-        status = self.membership.status()
+    async def _verify_once(self) -> dict[str, Any]:
+        status = self.s.membership.status()
         collected: dict[str, dict[str, list[Any]]] = {
-            self.name: {n: [d.epoch, d.version, d.hash, d.count]
-                        for n, d in self.routes.digests().items()}}
+            self.s.name: {n: [d.epoch, d.version, d.hash, d.count]
+                        for n, d in self.s.routes.digests().items()}}
         unreachable: list[str] = []
         for peer in status.running_nodes:
-            if peer == self.name:
+            if peer == self.s.name:
                 continue
-            link = self._peers[peer].link if peer in self._peers else None
+            link = self.s.peer_link(peer)
             if link is None or link.closed:
                 unreachable.append(peer)
                 continue
@@ -246,7 +259,7 @@ class ClusterOps:
                 collected[peer] = await link.request("route_digests", {}, timeout=5.0)
             except ClusterError:
                 unreachable.append(peer)
-        members = set(self.membership.members())
+        members = set(self.s.membership.members())
         differences: list[str] = []
         checked = sorted(collected)
         for holder in checked:
@@ -273,31 +286,31 @@ class ClusterOps:
                                                         | set(unreachable)),
                 "routes": total, "differences": differences}
 
-    def op_routes_list(self: ClusterService) -> dict[str, Any]:
+    def op_routes_list(self) -> dict[str, Any]:
         """This node's copy of the route table: filter -> nodes, and the down nodes."""
         by_filter: dict[str, list[str]] = {}
-        for node in self.routes.nodes():
-            for topic_filter in self.routes.filters_of(node):
+        for node in self.s.routes.nodes():
+            for topic_filter in self.s.routes.filters_of(node):
                 by_filter.setdefault(topic_filter, []).append(node)
-        return {"node": self.name,
+        return {"node": self.s.name,
                 "routes": {f: sorted(n) for f, n in sorted(by_filter.items())},
-                "down": sorted(self.routes.down_nodes())}
+                "down": sorted(self.s.routes.down_nodes())}
 
-    def op_route_explain(self: ClusterService, topic: str) -> dict[str, Any]:
+    def op_route_explain(self, topic: str) -> dict[str, Any]:
         try:
             validate_topic_name(topic)
         except ProtocolError as exc:
             raise ClusterError(f"invalid topic name {topic!r}: {exc}") from None
-        filters = self.routes.explain(topic)
-        local = any(self.name in nodes for _, nodes in filters)
+        filters = self.s.routes.explain(topic)
+        local = any(self.s.name in nodes for _, nodes in filters)
         return {
             "topic": topic,
-            "node": self.name,
+            "node": self.s.name,
             "filters": [[f, nodes] for f, nodes in filters],
             "local": local,
-            "forward_to": sorted(self.routes.match(topic)),
+            "forward_to": sorted(self.s.routes.match(topic)),
             "down": sorted({n for _, nodes in filters for n in nodes}
-                           & self.routes.down_nodes()),
+                           & self.s.routes.down_nodes()),
         }
 
 

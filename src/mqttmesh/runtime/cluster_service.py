@@ -127,7 +127,7 @@ class _Peer:
         self.tasks: list[asyncio.Task[None]] = []
 
 
-class ClusterService(ClusterOps):
+class ClusterService:
     """The cluster side of one node.
 
     Args:
@@ -156,6 +156,8 @@ class ClusterService(ClusterOps):
         self.epoch = secrets.token_hex(6)
         self.routes = RouteTable(self.name, self.epoch)
         self.forwarder = ClusterForwarder(self)
+        self.ops = ClusterOps(self)
+        self.hooks: Any = self
         self.loop: asyncio.AbstractEventLoop | None = None
         self.running = False
         self._peers: dict[str, _Peer] = {}
@@ -173,10 +175,7 @@ class ClusterService(ClusterOps):
             raise
 
     # -- Node plug-in ----------------------------------------------------------------------
-    @property
-    def hooks(self) -> ClusterService:
-        """The broker's ClusterHooks: this object."""
-        return self
+    # ``hooks`` (the broker's ClusterHooks) is this object itself, set in __init__.
 
     async def start(self, broker: Any = None, task_group: asyncio.TaskGroup | None = None
                     ) -> None:
@@ -213,7 +212,7 @@ class ClusterService(ClusterOps):
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._main
-        self._save_view()
+        self.save_view()
         log_event(log, "info", "cluster service stopped", node=self.name)
 
     async def _run(self, ready: asyncio.Event) -> None:
@@ -224,7 +223,7 @@ class ClusterService(ClusterOps):
                 for peer in self.membership.peers():
                     self.membership.mark_down(peer, now)
                     self.routes.set_down(peer, True)
-                    self._start_peer(peer)
+                    self.start_peer(peer)
                 tg.create_task(self._ticker(), name="cluster-ticker")
                 ready.set()
         finally:
@@ -269,12 +268,19 @@ class ClusterService(ClusterOps):
     def untrack(self, link: PeerLink) -> None:
         self._links.discard(link)
 
+    def peer_link(self, name: str) -> PeerLink | None:
+        """Our outgoing distribution link to ``name`` if it is up."""
+        peer = self._peers.get(name)
+        if peer is None or peer.link is None or peer.link.closed:
+            return None
+        return peer.link
+
     def up_links(self) -> list[PeerLink]:
         """Our outgoing distribution links that are up."""
         return [p.link for p in self._peers.values() if p.link is not None
                 and not p.link.closed]
 
-    def _start_peer(self, name: str) -> None:
+    def start_peer(self, name: str) -> None:
         if name in self._peers or name == self.name or self._tg is None or not self.running:
             return
         peer = self._peers[name] = _Peer(name)
@@ -400,7 +406,7 @@ class ClusterService(ClusterOps):
                     link.send(view)
                     link.send(digest)
                 for peer in self.membership.peers():
-                    self._start_peer(peer)
+                    self.start_peer(peer)
                 if self.autoclean is not None:
                     for name in self.membership.autoclean_due(now, self.autoclean):
                         log_event(log, "warning", "node removed by autoclean", node=self.name,
@@ -422,7 +428,7 @@ class ClusterService(ClusterOps):
         elif kind == v1.BYE:
             self._on_bye(sender, msg[2])
         elif kind == v1.REQUEST:
-            await self.handle_request(link, msg[1], msg[2], msg[3])
+            await self.ops.handle_request(link, msg[1], msg[2], msg[3])
         elif not member:
             return
         elif kind == v1.ROUTE_DELTAS:
@@ -449,7 +455,7 @@ class ClusterService(ClusterOps):
 
     async def _on_ctl_message(self, link: PeerLink, msg: list[Any]) -> None:
         if msg[0] == v1.REQUEST:
-            await self.handle_request(link, msg[1], msg[2], msg[3])
+            await self.ops.handle_request(link, msg[1], msg[2], msg[3])
 
     def _on_view(self, link: PeerLink, data: dict[Any, Any], member: bool) -> None:
         sender = link.peer.name
@@ -509,21 +515,21 @@ class ClusterService(ClusterOps):
                     if self.loop is not None:
                         self.membership.mark_down(entry.name, self.loop.time())
                     self.routes.set_down(entry.name, True)
-                self._start_peer(entry.name)
+                self.start_peer(entry.name)
             elif entry.name in was:
-                self._forget(entry.name)
+                self.forget(entry.name)
                 log_event(log, "info", "node left", node=self.name, peer=entry.name)
-        self._save_view()
+        self.save_view()
 
     def remove_member(self, name: str) -> None:
         """Force-leave ``name`` here and tell every member."""
         self.membership.remove(name)
-        self._forget(name)
-        self._save_view()
+        self.forget(name)
+        self.save_view()
         self.broadcast_view()
         log_event(log, "info", "node left", node=self.name, peer=name, forced=True)
 
-    def _forget(self, name: str) -> None:
+    def forget(self, name: str) -> None:
         self._stop_peer(name, "node left")
         self.routes.purge(name)
 
@@ -537,7 +543,7 @@ class ClusterService(ClusterOps):
             self._stop_peer(name, "left the cluster")
         self.routes.wipe_others()
         self.membership.reset(min_incarnation)
-        self._save_view()
+        self.save_view()
 
     # -- persistence -----------------------------------------------------------------------
     def _load_view(self) -> Membership:
@@ -549,7 +555,7 @@ class ClusterService(ClusterOps):
             return Membership(self.name, self.role)
         return Membership.from_json(text, self.name, self.role)
 
-    def _save_view(self) -> None:
+    def save_view(self) -> None:
         try:
             _write_atomic(os.path.join(self.data_dir, VIEW_FILE), self.membership.to_json())
         except OSError as exc:

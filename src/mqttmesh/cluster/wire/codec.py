@@ -42,7 +42,7 @@ class FrameError(HandshakeError):
 
 def encode_frame(messages: list[Any] | tuple[Any, ...]) -> bytes:
     """One frame holding a batch of messages."""
-    body = msgpack.packb(list(messages), use_bin_type=True)
+    body: bytes = msgpack.packb(list(messages), use_bin_type=True)
     return _HEADER.pack(len(body)) + body
 
 
