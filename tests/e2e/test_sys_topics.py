@@ -64,3 +64,43 @@ def test_sys_brokers_lists_node(node, mqtt, version):
     sub = mqtt()
     sub.subscribe("$SYS/brokers", qos=0)
     assert node.name in sub.expect(timeout=3).payload.decode()
+
+
+@pytest.mark.parametrize("version", [4], ids=["v311"])
+def test_slow_subscriber_does_not_stall_publishers(node, mqtt, version, topic):
+    # A subscriber that never reads must not slow anybody else down: once 8 MB are queued for
+    # its socket, QoS 0 messages for it are dropped (metrics/messages/dropped/congested) while
+    # the publisher and a healthy QoS 1 subscriber carry on and get everything.
+    import time
+
+    from mqttmesh.protocol.packets import ConnAck
+    from tests.helpers import RawClient
+    from tests.helpers.raw import connect_bytes
+
+    slow = RawClient(node.port, version=4, rcvbuf=4096)
+    try:
+        slow.send(connect_bytes(f"slow-{topic}", version=4, keepalive=0))
+        assert isinstance(slow.read_packets(1)[0], ConnAck)
+        name = topic.encode()
+        body = b"\x00\x01" + len(name).to_bytes(2, "big") + name + b"\x00"
+        slow.send(b"\x82" + bytes([len(body)]) + body)
+        slow.read_packets(1)  # SUBACK; from now on the slow subscriber reads nothing
+        healthy = mqtt()
+        healthy.subscribe(topic, qos=1)
+        stats = mqtt()
+        stats.subscribe(_base(node) + "/metrics/messages/dropped/congested", qos=0)
+        pub = mqtt()
+        chunk = b"x" * 65536
+        count = 250  # 16 MB: more than the kernel buffers plus the 8 MB high-water mark
+        infos = [pub.publish(topic, chunk, qos=1, wait=False) for _ in range(count)]
+        for info in infos:  # the publisher is never stalled by the slow subscriber
+            info.wait_for_publish(10)
+        got = healthy.expect_many(count, timeout=20)
+        assert len(got) == count
+        deadline = time.monotonic() + 5
+        dropped = 0
+        while dropped == 0 and time.monotonic() < deadline:
+            dropped = int(stats.expect(timeout=3).payload)
+        assert dropped > 0, "no QoS 0 message was dropped for the congested subscriber"
+    finally:
+        slow.close()

@@ -68,9 +68,15 @@ class RawClient:
     """One TCP connection speaking raw bytes."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", version: int | None = None,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, rcvbuf: int | None = None) -> None:
         self.version = version
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:  # a small receive buffer must be set before connecting to limit the window
+            self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
 

@@ -16,6 +16,7 @@ class FakeTransport:
         self.closed = False
         self.aborted = False
         self.limits = None
+        self.buffered = 0
 
     def get_extra_info(self, name, default=None):
         return ("127.0.0.1", 4242) if name == "peername" else default
@@ -25,6 +26,9 @@ class FakeTransport:
 
     def writelines(self, data):
         self.writes.append(list(data))
+
+    def get_write_buffer_size(self):
+        return self.buffered
 
     def write(self, data):
         self.writes.append([data])
@@ -155,3 +159,31 @@ def test_idle_link_is_small(setup):
     loop, scheduler, broker, listener = setup
     link, transport = _link(listener)
     assert not hasattr(link, "__dict__")
+
+
+def test_pending_bytes_count_towards_congestion(setup):
+    # a fast publisher can queue megabytes in one loop iteration, before any flush
+    from mqttmesh.runtime.client_link import WRITE_HIGH_WATER
+
+    loop, scheduler, broker, listener = setup
+    link, transport = _link(listener)
+    big = b"\x30\x7f" + b"x" * (1024 * 1024)
+    for _ in range(WRITE_HIGH_WATER // len(big) + 3):
+        link.write(big)
+    assert scheduler.dropped_qos0 >= 1
+    link.write(b"\x40\x02\x00\x01")  # acks still go through
+    _run_once(loop)
+    assert transport.writes[-1][-1] == b"\x40\x02\x00\x01"
+
+
+def test_transport_buffer_after_flush_counts(setup):
+    loop, scheduler, broker, listener = setup
+    link, transport = _link(listener)
+    transport.buffered = 9 * 1024 * 1024  # the kernel did not take it
+    link.write(b"\x32\x05\x00\x01a\x00\x01")
+    _run_once(loop)
+    link.write(b"\x30\x03\x00\x01a")
+    assert scheduler.dropped_qos0 == 1
+    link.resume_writing()  # drained below the low-water mark
+    link.write(b"\x30\x03\x00\x01a")
+    assert scheduler.dropped_qos0 == 1

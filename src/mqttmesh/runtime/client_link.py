@@ -17,13 +17,16 @@ A link is both the asyncio ``Protocol`` of its transport and the broker's ``Outl
 
 Backpressure. A slow subscriber must never stall publishers, so reading is never paused
 because of somebody else's buffer; queueing and dropping of QoS 1/2 belong to the broker.
-But the transport's write buffer is bounded: above ``WRITE_HIGH_WATER`` (8 MB) the transport
-calls ``pause_writing`` and the link becomes *congested*; while congested, QoS 0 PUBLISH
-packets written to it are dropped (and counted in ``FlushScheduler.dropped_qos0``); other
-packets (acks, QoS 1/2 PUBLISH, DISCONNECT) are still written. ``resume_writing`` (buffer
-back under the low-water mark) clears the flag. The check costs one attribute test per write.
-It relies on the broker writing one whole packet per ``write`` call (it does: one encoded
-PUBLISH per subscriber).
+But what a link holds for its socket is bounded: when its queued bytes (the transport's write
+buffer as of the last flush, plus what is pending for the next flush) exceed
+``WRITE_HIGH_WATER`` (8 MB), or the transport has called ``pause_writing``, the link is
+*congested* and QoS 0 PUBLISH packets written to it are dropped (counted in
+``FlushScheduler.dropped_qos0``); other packets (acks, QoS 1/2 PUBLISH, DISCONNECT) are still
+written. ``resume_writing`` (buffer back under ``WRITE_LOW_WATER``) ends it. Pending bytes
+count too because one loop iteration may carry megabytes from a fast publisher (uvloop reads
+up to 32 chunks per socket per iteration), long before the transport could say anything.
+Cost: one addition and one comparison per write. It relies on the broker writing one whole
+packet per ``write`` call (it does: one encoded PUBLISH per subscriber).
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ class ClientLink(asyncio.Protocol):
     """Plain MQTT over a byte transport (TCP or TLS). Also the Channel's Outlet."""
 
     __slots__ = (
-        "listener", "transport", "channel", "peer", "_pending", "_closing", "_congested",
-        "_lost", "_loop", "_scheduler",
+        "listener", "transport", "channel", "peer", "_pending", "_pending_bytes", "_buffered",
+        "_closing", "_congested", "_lost", "_loop", "_scheduler",
     )
 
     def __init__(self, listener: Listener) -> None:
@@ -120,6 +123,8 @@ class ClientLink(asyncio.Protocol):
         self.channel: _Channel | None = None
         self.peer = "?"
         self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
+        self._buffered = 0  # transport write buffer size after the last flush
         self._closing = False
         self._congested = False
         self._lost = False
@@ -181,15 +186,19 @@ class ClientLink(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._congested = False
+        self._buffered = 0  # below the low-water mark; refreshed at the next flush
 
     # -- Outlet ----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue bytes for this connection; flushed once per loop iteration."""
         if self._closing:
             return
-        if self._congested and _is_qos0_publish(data):
+        if (
+            self._congested or self._buffered + self._pending_bytes > WRITE_HIGH_WATER
+        ) and _is_qos0_publish(data):
             self._scheduler.dropped_qos0 += 1
             return
+        self._pending_bytes += len(data)
         pending = self._pending
         if pending is None:
             self._pending = [data]
@@ -211,9 +220,11 @@ class ClientLink(asyncio.Protocol):
         if pending is None:
             return
         self._pending = None
+        self._pending_bytes = 0
         transport = self.transport
         if transport is not None and not self._lost:
             self._send(transport, pending)
+            self._buffered = transport.get_write_buffer_size()
 
     def _send(self, transport: asyncio.Transport, pending: list[bytes]) -> None:
         transport.writelines(pending)

@@ -2,8 +2,10 @@
 
 Every ``sys_topics.sys_msg_interval`` the node publishes, as EMQX does (QoS 0, not
 retained): ``version``, ``sysdescr``, ``uptime``, ``datetime``, ``clients/connected``,
-``stats/<name>/count`` and ``metrics/<group>/<name>`` from ``broker.statistics()``, and
-``$SYS/brokers`` (the node names, comma separated). Only runtime reads clocks, so this
+``stats/<name>/count`` and ``metrics/<group>/<name>`` from ``broker.statistics()``,
+``metrics/messages/dropped/congested`` (QoS 0 dropped by runtime for connections whose write
+buffer is full; also included in ``metrics/messages/dropped``), and ``$SYS/brokers`` (the
+node names, comma separated). Only runtime reads clocks, so this
 lives here rather than in the broker.
 """
 
@@ -110,6 +112,8 @@ def sys_messages(node: Node) -> Iterator[tuple[str, str]]:
     if stats is not None:
         for suffix, value in stat_topics(stats, node.dropped_backpressure()):
             yield f"{base}/{suffix}", value
+    # runtime's own drops: QoS 0 for connections whose write buffer is full (client_link)
+    yield f"{base}/metrics/messages/dropped/congested", str(node.dropped_backpressure())
 
 
 def make_message(topic: str, payload: bytes, node_name: str) -> Any:
