@@ -53,7 +53,10 @@ done
 start_nodes
 wait_cluster
 echo
-echo "Registered nodes:"
-ETCDCTL_API=3 etcdctl --endpoints "$url" get --prefix --keys-only mqttmesh-example/ 2>/dev/null \
-  || echo "  (etcdctl not installed; see the keys with curl -s -X POST $url/v3/kv/range ...)"
+echo "Registered nodes (etcd keys under mqttmesh-example/):"
+curl -s -X POST "$url/v3/kv/range" -d "{\"key\": \"$(printf %s mqttmesh-example/ | base64)\",
+  \"range_end\": \"$(printf %s mqttmesh-example0 | base64)\", \"keys_only\": true}" |
+  python3 -c 'import base64, json, sys
+for kv in json.load(sys.stdin).get("kvs", []):
+    print("  " + base64.b64decode(kv["key"]).decode())'
 echo "Stop with: $0 stop"
