@@ -141,3 +141,16 @@ def test_tls_verify_peer_requires_client_certificate(module_node_factory, tls_fi
     with pytest.raises(Exception):
         anonymous.connect(timeout=3)
     anonymous.close()
+
+
+def test_websocket_custom_path(module_node_factory, topic):
+    custom = module_node_factory(listeners=("tcp", "ws"), ws_path="/custom/mqtt")
+    with Client(custom.ports["ws"], transport="websockets", ws_path="/custom/mqtt") as ws_client:
+        ws_client.connect()
+        ws_client.subscribe(topic, qos=1)
+        ws_client.publish(topic, b"custom path", qos=1)
+        assert ws_client.expect().payload == b"custom path"
+    refused = Client(custom.ports["ws"], transport="websockets", ws_path="/mqtt")
+    with pytest.raises(Exception):
+        refused.connect(timeout=3)
+    refused.close()

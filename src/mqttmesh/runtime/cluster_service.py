@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from mqttmesh.cluster import (
@@ -51,6 +52,7 @@ from mqttmesh.cluster import (
 from mqttmesh.config import dist_port, node_host, rpc_port
 from mqttmesh.errors import ClusterError, HandshakeError
 from mqttmesh.logs import log_event
+from mqttmesh.runtime.cluster_barrier import RouteBarriers
 from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.peer_link import (
@@ -66,6 +68,7 @@ __all__ = ["ClusterService", "check_identity", "GOSSIP_INTERVAL"]
 log = logging.getLogger("mqttmesh.cluster")
 
 GOSSIP_INTERVAL = 2.0
+REFUSAL_LOG_INTERVAL = 60.0
 IDENTITY_FILE = "node_name"
 VIEW_FILE = "cluster.json"
 
@@ -157,6 +160,8 @@ class ClusterService:
         self.routes = RouteTable(self.name, self.epoch)
         self.forwarder = ClusterForwarder(self)
         self.ops = ClusterOps(self)
+        self.barriers = RouteBarriers()
+        self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         self.hooks: Any = self
         self.loop: asyncio.AbstractEventLoop | None = None
         self.running = False
@@ -347,8 +352,7 @@ class ClusterService:
             link = await accept_link(reader, writer, hs)
         except HandshakeError as exc:
             claimed = hs.claimed.name if hs.claimed is not None else "unknown"
-            log_event(log, "warning", f"link refused: {_short(exc)}",
-                      address=_address(writer), claimed=claimed)
+            self._log_refusal("link refused", _short(exc), _address(writer), claimed=claimed)
             return
         self.track(link)
         try:
@@ -365,8 +369,7 @@ class ClusterService:
         try:
             link = await accept_link(reader, writer, hs)
         except HandshakeError as exc:
-            log_event(log, "warning", f"rpc link refused: {_short(exc)}",
-                      address=_address(writer))
+            self._log_refusal("rpc link refused", _short(exc), _address(writer))
             return
         if link.peer.kind != KIND_NODE:
             link.close("ctl on the rpc port")
@@ -378,6 +381,22 @@ class ClusterService:
         finally:
             self.untrack(link)
 
+    def _log_refusal(self, what: str, reason: str, address: str, **kv: Any) -> None:
+        """Log a refused link once per (peer host, reason) every REFUSAL_LOG_INTERVAL s:
+        a peer retrying (or an attacker hammering) does not flood the log."""
+        now = self.loop.time() if self.loop is not None else 0.0
+        key = (address.rpartition(":")[0], what, reason)
+        last, suppressed = self._refusals.get(key, (None, 0))
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            self._refusals[key] = (last, suppressed + 1)
+            return
+        if len(self._refusals) > 1024:
+            self._refusals.clear()
+        self._refusals[key] = (now, 0)
+        if suppressed:
+            kv["repeated"] = suppressed
+        log_event(log, "warning", f"{what}: {reason}", node=self.name, address=address, **kv)
+
     # -- liveness --------------------------------------------------------------------------
     def _on_up(self, name: str) -> None:
         self.routes.set_down(name, False)
@@ -388,6 +407,7 @@ class ClusterService:
         if not self.membership.is_member(name) or self.loop is None:
             return
         self.routes.set_down(name, True)
+        self.barriers.gone(name)
         if self.membership.mark_down(name, self.loop.time()) and self.running:
             log_event(log, "warning", "node down", node=self.name, peer=name, reason=reason)
 
@@ -439,6 +459,8 @@ class ClusterService:
                 return
             if self.routes.apply_deltas(origin, epoch, first, ops) is ApplyResult.GAP:
                 link.send([v1.ROUTE_RESYNC, origin])
+            else:
+                self._ack_routes(link, origin)
         elif kind == v1.ROUTE_DIGEST:
             _, origin, epoch, version, hash_ = msg
             if origin == sender and self.routes.needs_resync(
@@ -452,10 +474,30 @@ class ClusterService:
             _, origin, epoch, version, filters = msg
             if origin == sender and all(isinstance(f, str) for f in filters):
                 self.routes.apply_snapshot(origin, epoch, version, filters)
+                self._ack_routes(link, origin)
+        elif kind == v1.ROUTE_ACK:
+            _, epoch, version = msg
+            if epoch == self.epoch:
+                self.barriers.acked(sender, version)
 
     async def _on_ctl_message(self, link: PeerLink, msg: list[Any]) -> None:
         if msg[0] == v1.REQUEST:
             await self.ops.handle_request(link, msg[1], msg[2], msg[3])
+
+    def _ack_routes(self, link: PeerLink, origin: str) -> None:
+        digest = self.routes.replica_digest(origin)
+        if digest is not None:
+            link.send([v1.ROUTE_ACK, digest.epoch, digest.version])
+
+    def routes_barrier(self, callback: Callable[[], None]) -> bool:
+        """Optional ClusterHooks method: call ``callback`` once every running member holds
+        the routes added so far (or after ``BARRIER_TIMEOUT``). Returns False when there is
+        nothing to wait for (the callback is then not called): the broker may delay a SUBACK
+        with it so that a publish on another node right after it is routed."""
+        if self.loop is None:
+            return False
+        waiting = {p for p in self.membership.peers() if self.membership.is_up(p)}
+        return self.barriers.add(self.routes.version, waiting, callback, self.loop)
 
     def _on_view(self, link: PeerLink, data: dict[Any, Any], member: bool) -> None:
         sender = link.peer.name
@@ -532,6 +574,7 @@ class ClusterService:
     def forget(self, name: str) -> None:
         self._stop_peer(name, "node left")
         self.routes.purge(name)
+        self.barriers.gone(name)
 
     def broadcast_view(self) -> None:
         view = [v1.VIEW, self.membership.to_wire()]

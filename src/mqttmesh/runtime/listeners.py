@@ -229,6 +229,8 @@ class Listener:
         self.ws_path = spec.ws_path
         self.links: set[ClientLink] = set()
         self.refused = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -265,10 +267,17 @@ class Listener:
             self.refused += 1
             return False
         self.links.add(link)
+        self._idle.clear()
         return True
 
     def release(self, link: ClientLink) -> None:
         self.links.discard(link)
+        if not self.links:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open on this listener."""
+        await self._idle.wait()
 
     def stop_accepting(self) -> None:
         if self._server is not None:

@@ -103,7 +103,7 @@ class Node:
         self._stop_event: asyncio.Event | None = None
         self._done: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tick_wakeup: asyncio.Event | None = None
+        self._started = asyncio.Event()
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -134,8 +134,7 @@ class Node:
 
     async def wait_started(self) -> None:
         """Return once the listeners are bound and the pid file written."""
-        while self.started_at is None:
-            await asyncio.sleep(0.01)
+        await self._started.wait()
 
     async def run(self) -> None:
         """Run the node until ``stop()``. Raises ListenerBindError if a port is taken."""
@@ -176,6 +175,7 @@ class Node:
                 if self.cluster is not None:
                     await self.cluster.start(self.broker, tg)
                 self._write_pid_file()
+                self._started.set()
                 log_event(
                     log, "info", "node started", node=self.name, version=__version__,
                     listeners=describe(self.listeners) or "none",
@@ -238,9 +238,12 @@ class Node:
                 log.exception("broker shutdown failed")
         for link in links:
             link.close()
-        deadline = loop.time() + SHUTDOWN_GRACE
-        while loop.time() < deadline and any(lst.links for lst in self.listeners):
-            await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                for listener in self.listeners:
+                    await listener.wait_idle()
+        except TimeoutError:
+            pass
         for listener in self.listeners:
             for link in list(listener.links):
                 link.abort()

@@ -160,6 +160,12 @@ class PeerLink:
                 await self._process(handler)
         except HandshakeError as exc:  # FrameError: garbage from an authenticated peer
             self.close(f"bad data: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in a handler must cost one link, not the node
+            log.exception("cluster message handling failed",
+                          extra={"kv": {"peer": self.peer.name}})
+            self.close("internal error")
         except (ConnectionError, OSError) as exc:
             self.close(f"connection error: {exc}")
         finally:
