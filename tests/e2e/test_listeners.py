@@ -127,12 +127,16 @@ def _try_connect(client: Client) -> bool:
         return False
 
 
-def test_tls_verify_peer_requires_client_certificate(module_node_factory, tls_files, version):
-    mtls = module_node_factory(
+@pytest.fixture(scope="module")
+def mtls(module_node_factory, tls_files):
+    return module_node_factory(
         listeners=("tcp", "ssl"), tls=tls_files,
         config="listeners.ssl.default.ssl_options.verify = verify_peer\n"
                "listeners.ssl.default.ssl_options.fail_if_no_peer_cert = true\n",
     )
+
+
+def test_tls_verify_peer_requires_client_certificate(mtls, tls_files, version):
     with Client(mtls.ports["ssl"], version=version, ca_cert=tls_files.ca_cert,
                 client_cert=(tls_files.client_cert, tls_files.client_key)) as good:
         good.connect()
