@@ -257,3 +257,17 @@ def test_tick_returns_next_deadline(broker, clock, client) -> None:
     clock.advance(16)
     assert broker.tick(clock.now) == clock.now - 16 + 30  # keep alive x 1.5 governs now
     assert not c.closed
+
+
+def test_valid_packets_before_a_malformed_one_are_acted_on(client) -> None:
+    from mqttmesh.protocol import encode
+
+    for version in (3, 4, 5):
+        c = client(version)
+        c.send_raw(encode(Connect("ok", version, "MQTT" if version > 3 else "MQIsdp"), version)
+                   + b"\x30\xff\xff\xff\xff\x01")  # remaining length of 5 bytes [MQTT-1.5.5-1]
+        packets = c.received()
+        assert packets[0] == ConnAck(False, 0) or packets[0].reason_code == 0
+        if version == 5:
+            assert packets[1].reason_code == 0x81
+        assert c.closed

@@ -104,7 +104,14 @@ class Channel:
         try:
             packets = self.decoder.feed(data)
         except RemoteProtocolError as exc:
-            self._protocol_error(exc, now)
+            valid = getattr(exc, "packets", None)  # decoded before the bad one: act on them
+            if valid:
+                if state is AWAITING_SESSION:
+                    self._pending[2].extend(valid)  # type: ignore[index]
+                else:
+                    self._run(iter(valid), now)
+            if self.state is not CLOSED:
+                self._protocol_error(exc, now)
             return
         if state is AWAITING_SESSION:
             self._pending[2].extend(packets)  # type: ignore[index]
