@@ -9,7 +9,9 @@ from mqttmesh.protocol.packets import (
     Publish, PubRec, PubRel, QoS, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Will,
 )
 from mqttmesh.protocol.properties import NO_PROPERTIES, Properties, PropertyId
-from mqttmesh.protocol.reason_codes import ConnAckReturnCode, ReasonCode, connack_return_code
+from mqttmesh.protocol.reason_codes import (
+    VALID_REASON_CODES, ConnAckReturnCode, ReasonCode, connack_return_code,
+)
 from mqttmesh.protocol.topics import (
     is_wildcard, matches, parse_share, validate_topic_filter, validate_topic_name,
 )
@@ -21,7 +23,7 @@ __all__ = [
     "PingReq", "PingResp", "Disconnect", "Auth",
     "Properties", "NO_PROPERTIES", "PropertyId",
     "Decoder", "encode", "encode_publish", "encode_properties", "MAX_PACKET_SIZE",
-    "ReasonCode", "ConnAckReturnCode", "connack_return_code",
+    "ReasonCode", "ConnAckReturnCode", "connack_return_code", "VALID_REASON_CODES",
     "validate_topic_name", "validate_topic_filter", "parse_share", "matches", "is_wildcard",
     "MqttConnection", "NEED_DATA",
 ]
