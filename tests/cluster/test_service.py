@@ -284,3 +284,27 @@ def test_join_another_cluster_leaves_first_and_autoclean(tmp_path):
                 await svc.stop()
 
     run(scenario())
+
+
+def test_routes_barrier_fires_once_peers_hold_the_route(tmp_path):
+    o = offsets(2)
+    a_name, b_name = f"a{o[0]}@127.0.0.1", f"b{o[1]}@127.0.0.2"
+
+    async def scenario():
+        a, _ = await start(tmp_path, a_name)
+        b, _ = await start(tmp_path, b_name)
+        try:
+            assert not b.routes_barrier(lambda: None)  # standalone: nothing to wait for
+            await b.ops.op_join(a_name)
+            await wait_for(lambda: len(a.ops.op_status()["running_nodes"]) == 2)
+            seen = []
+            b.route_added("barrier/+")
+            assert b.routes_barrier(lambda: seen.append(a.routes.match("barrier/x")))
+            await wait_for(lambda: bool(seen), timeout=2)
+            assert seen == [{b_name}]
+            assert b.barriers.waiting == 0
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario())

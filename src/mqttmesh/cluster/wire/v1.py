@@ -13,7 +13,8 @@ Distribution link (4370 + offset; every node connects to every member, both ways
     ROUTE_SNAPSHOT [6, origin, epoch, version, [filter, ...]]
     REQUEST       [7, request_id, op, {args}]              ctl and node-to-node operations
     REPLY         [8, request_id, ok, result]              result: dict, or the error text
-    BYE           [9, reason, {info}]                      the sender closes the link
+    BYE           [9, reason, {info}]                      "you are not in my cluster"
+    ROUTE_ACK     [12, epoch, version]    "I hold your routes at (epoch, version)"
 
 RPC link (5370 + offset; forwarding):
     FORWARD       [10, stream, seq, [message, ...]]  seq 0: QoS 0 batch, never acknowledged
@@ -33,7 +34,7 @@ from mqttmesh.cluster.wire.codec import FrameError
 __all__ = [
     "VERSION",
     "HEARTBEAT", "VIEW", "ROUTE_DELTAS", "ROUTE_DIGEST", "ROUTE_RESYNC", "ROUTE_SNAPSHOT",
-    "REQUEST", "REPLY", "BYE", "FORWARD", "FORWARD_ACK",
+    "REQUEST", "REPLY", "BYE", "FORWARD", "FORWARD_ACK", "ROUTE_ACK",
     "OP_ADD", "OP_DELETE",
     "validate",
 ]
@@ -51,6 +52,7 @@ REPLY = 8
 BYE = 9
 FORWARD = 10
 FORWARD_ACK = 11
+ROUTE_ACK = 12
 
 OP_DELETE = 0
 OP_ADD = 1
@@ -68,6 +70,7 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     BYE: (_S, _D),
     FORWARD: (_S, _I, _L),
     FORWARD_ACK: (_I,),
+    ROUTE_ACK: (_S, _I),
 }
 
 
