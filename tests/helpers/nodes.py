@@ -9,6 +9,7 @@ tail of every live node's log to a failing test's report.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,7 +18,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["NodeProcess", "NodeStartError", "free_port", "live_nodes", "wait_until"]
+__all__ = [
+    "NodeProcess", "NodeStartError", "free_port", "live_nodes", "unique_node_name", "wait_until",
+]
 
 _LIVE: list[NodeProcess] = []
 
@@ -35,6 +38,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _free_on(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+def unique_node_name(host: str = "127.0.0.1") -> str:
+    """``mqttmesh<k>@host`` whose cluster ports (4370+k, 5370+k: SPEC §3) are free now, so
+    nodes started in parallel never share them, with or without the cluster service."""
+    rng = random.Random(os.getpid() * 7919 + time.monotonic_ns())
+    for _ in range(200):
+        k = rng.randrange(1, 990)
+        if _free_on(host, 4370 + k) and _free_on(host, 5370 + k):
+            return f"mqttmesh{k}@{host}"
+    raise RuntimeError("no free cluster port offset")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
@@ -63,6 +86,7 @@ class NodeProcess:
     Args:
         workdir: a private directory (config, data dir and log go there).
         name: node name (``name@host``); its host part is the address listeners bind to.
+            Default: ``unique_node_name()`` (distinct cluster ports for parallel nodes).
         listeners: listener types to enable (each on a free port); the others are disabled.
         tls: a ``TlsFiles`` for ssl/wss listeners.
         config: extra HOCON text appended to the generated file.
@@ -72,7 +96,7 @@ class NodeProcess:
     def __init__(
         self,
         workdir: Path | str,
-        name: str = "mqttmesh@127.0.0.1",
+        name: str | None = None,
         listeners: tuple[str, ...] = ("tcp",),
         tls=None,
         config: str = "",
@@ -82,8 +106,8 @@ class NodeProcess:
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.host = name.split("@", 1)[1]
+        self.name = name or unique_node_name()
+        self.host = self.name.split("@", 1)[1]
         self.enabled = tuple(listeners)
         self.tls = tls
         self.extra_config = config
