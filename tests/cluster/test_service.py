@@ -308,3 +308,34 @@ def test_routes_barrier_fires_once_peers_hold_the_route(tmp_path):
             await b.stop()
 
     run(scenario())
+
+
+def test_auto_join_rules_for_discovery(tmp_path):
+    o = offsets(4)
+    # names sort a < b < c; d is never started (unreachable candidate)
+    a_name, b_name, c_name = (f"a{o[0]}@127.0.0.1", f"b{o[1]}@127.0.0.2",
+                              f"c{o[2]}@127.0.0.3")
+    ghost = f"d{o[3]}@127.0.0.3"
+
+    async def scenario():
+        a, _ = await start(tmp_path, a_name)
+        b, _ = await start(tmp_path, b_name)
+        c, _ = await start(tmp_path, c_name)
+        try:
+            everyone = [a_name, b_name, c_name, ghost]
+            # a: every standalone candidate sorts after it: it waits to be joined
+            assert await a.ops.auto_join(everyone) is None
+            assert await b.ops.auto_join(everyone) == a_name
+            # c: a is now in a cluster: joins it (through the join path)
+            assert await c.ops.auto_join([ghost, b_name]) == b_name
+            await wait_for(lambda: len(a.ops.op_status()["running_nodes"]) == 3)
+            # clustered nodes never move; a node that left is not pulled back
+            assert await a.ops.auto_join(everyone) is None
+            await c.ops.op_leave()
+            assert await c.ops.auto_join(everyone) is None
+            assert c.ops.op_status()["running_nodes"] == [c_name]
+        finally:
+            for svc in (a, b, c):
+                await svc.stop()
+
+    run(scenario())

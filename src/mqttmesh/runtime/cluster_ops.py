@@ -149,6 +149,7 @@ class ClusterOps:
             self.s.routes.set_down(peer, True)
             self.s.start_peer(peer)
         self.s.save_view()
+        self.s.left_manually = False
         log_event(log, "info", "joined the cluster", node=self.s.name, via=target,
                   members=",".join(self.s.membership.members()), routes_dropped=dropped)
         deadline = now + JOIN_WAIT
@@ -204,6 +205,64 @@ class ClusterOps:
                   incarnation=member.incarnation)
         return {"view": self.s.membership.to_wire()}
 
+    # -- discovery -------------------------------------------------------------------------
+    async def auto_join(self, candidates: list[str]) -> str | None:
+        """What a discovery round does with the names it found (``DiscoveryLoop``'s
+        ``on_candidates``): join one of them by the ``join`` path, or nothing.
+
+        Rules: a node in a cluster never leaves it for discovery, and a node that left by
+        ``ctl cluster leave`` is not pulled back in until it restarts. A standalone node joins
+        the first candidate (in name order) that is already in a cluster, else the first
+        standalone candidate whose name sorts before its own (so two standalone nodes never
+        join each other at once). Unreachable candidates are skipped. Returns the node
+        joined, or None.
+        """
+        s = self.s
+        if s.membership.clustered or s.left_manually:
+            return None
+        ranked: list[tuple[int, str]] = []
+        for name in sorted(set(candidates) - {s.name}):
+            try:
+                info = await self._probe(name)
+            except ClusterError as exc:
+                log_event(log, "debug", "discovered node not reachable", peer=name,
+                          reason=str(exc))
+                continue
+            members = info.get("members") if isinstance(info, dict) else None
+            clustered = isinstance(members, list) and len(members) > 1
+            if clustered or name < s.name:
+                ranked.append((0 if clustered else 1, name))
+        for _, name in sorted(ranked):
+            if s.membership.clustered:
+                return None  # somebody joined us meanwhile
+            try:
+                await self.op_join(name)
+            except ClusterError as exc:
+                log_event(log, "warning", "automatic join failed", node=s.name, peer=name,
+                          reason=str(exc))
+                continue
+            log_event(log, "info", "joined a discovered node", node=s.name, peer=name)
+            return name
+        return None
+
+    async def _probe(self, target: str) -> Any:
+        s = self.s
+        try:
+            validate_node_name(target, "NODE")
+        except ConfigError as exc:
+            raise ClusterError(f"invalid node name {target!r}: {exc.reason}") from None
+        hs = ClientHandshake(s.cookie, KIND_NODE, s.name, s.cluster_name, s.role)
+        try:
+            link = await open_link(node_host(target), dist_port(target), hs, s.host)
+        except (LinkUnreachable, HandshakeError) as exc:
+            raise ClusterError(str(exc)) from None
+        reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
+        try:
+            return await link.request("join_check", {}, timeout=5.0)
+        finally:
+            link.close("probe done")
+            reader.cancel()
+
     # -- leave / force-leave ---------------------------------------------------------------
     async def op_leave(self) -> dict[str, Any]:
         if not self.s.membership.clustered:
@@ -221,6 +280,7 @@ class ClusterOps:
             for task in pending:
                 task.cancel()
         self.s.become_standalone(tombstone.incarnation)
+        self.s.left_manually = True
         log_event(log, "info", "left the cluster", node=self.s.name)
         return self.op_status()
 

@@ -161,6 +161,7 @@ class ClusterService:
         self.forwarder = ClusterForwarder(self)
         self.ops = ClusterOps(self)
         self.barriers = RouteBarriers()
+        self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         self.hooks: Any = self
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -488,6 +489,10 @@ class ClusterService:
         digest = self.routes.replica_digest(origin)
         if digest is not None:
             link.send([v1.ROUTE_ACK, digest.epoch, digest.version])
+
+    async def on_candidates(self, names: list[str]) -> None:
+        """For ``discovery.DiscoveryLoop``: maybe join one of the discovered nodes."""
+        await self.ops.auto_join(names)
 
     def routes_barrier(self, callback: Callable[[], None]) -> bool:
         """Optional ClusterHooks method: call ``callback`` once every running member holds
