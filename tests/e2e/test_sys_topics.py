@@ -91,7 +91,7 @@ def test_slow_subscriber_does_not_stall_publishers(node, mqtt, version, topic):
         stats.subscribe(_base(node) + "/metrics/messages/dropped/congested", qos=0)
         pub = mqtt()
         chunk = b"x" * 65536
-        count = 250  # 16 MB: more than the kernel buffers plus the 8 MB high-water mark
+        count = _burst_messages(len(chunk))
         infos = [pub.publish(topic, chunk, qos=1, wait=False) for _ in range(count)]
         for info in infos:  # the publisher is never stalled by the slow subscriber
             info.wait_for_publish(10)
@@ -104,3 +104,13 @@ def test_slow_subscriber_does_not_stall_publishers(node, mqtt, version, topic):
         assert dropped > 0, "no QoS 0 message was dropped for the congested subscriber"
     finally:
         slow.close()
+
+
+def _burst_messages(size: int) -> int:
+    """Enough messages to overflow the kernel's socket buffers plus the 8 MB high-water mark."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as fh:
+            kernel = int(fh.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        kernel = 4 * 1024 * 1024
+    return (kernel + 12 * 1024 * 1024) // size + 1
