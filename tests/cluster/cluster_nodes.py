@@ -18,13 +18,20 @@ import sys
 from dataclasses import dataclass
 
 from tests.helpers import NodeProcess
-from tests.helpers.nodes import _LIVE
+from tests.helpers.nodes import _LIVE, _free_on
 
 __all__ = ["ClusterNode", "ctl", "CtlResult", "pick_offset", "status_of"]
 
 
-def pick_offset() -> int:
-    return random.randrange(100, 900)
+def pick_offset(span: int = 2) -> int:
+    """A random name offset in 100..900 whose cluster ports (and the next ``span``) are free
+    now on 127.0.0.1/2/3."""
+    for _ in range(200):
+        k = random.randrange(100, 900)
+        if all(_free_on(h, base + k + i) for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+               for base in (4370, 5370) for i in range(span)):
+            return k
+    raise RuntimeError("no free cluster port offset")
 
 
 class ClusterNode(NodeProcess):
