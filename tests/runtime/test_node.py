@@ -71,3 +71,35 @@ def test_bind_error_names_listener_and_address(tmp_path):
         assert not (tmp_path / "data" / "mqttmesh.pid").exists()
     finally:
         holder.close()
+
+
+def test_access_absent_from_settings_means_open_broker(tmp_path):
+    from mqttmesh.runtime.node import build_access
+
+    assert build_access(_settings(tmp_path)) == (None, None, None)
+
+
+def test_access_built_from_settings(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from mqttmesh.access import Authenticator, Authorizer
+    from mqttmesh.errors import ConfigError
+    from mqttmesh.runtime.node import build_access
+
+    acl = tmp_path / "acl.conf"
+    acl.write_text('{allow, all, subscribe, ["a/#"]}.\n{deny, all}.\n')
+    settings = NS(
+        node=NS(data_dir=str(tmp_path)),
+        authentication=NS(enable=True, allow_anonymous=False, password_hash=NS(iterations=10)),
+        authorization=NS(no_match="deny", deny_action="disconnect",
+                         cache=NS(enable=True, max_size=8),
+                         sources=NS(file=NS(enable=True, path=str(acl)))),
+    )
+    users, authenticator, authorizer = build_access(settings)
+    assert isinstance(authenticator, Authenticator)
+    assert isinstance(authorizer, Authorizer)
+    assert users is not None
+    acl.write_text("{allow, all")  # unparsable: a ConfigError naming the key
+    with pytest.raises(ConfigError) as info:
+        build_access(settings)
+    assert info.value.key == "authorization.sources.file.path"

@@ -43,7 +43,7 @@ from mqttmesh.runtime.client_link import FlushScheduler
 from mqttmesh.runtime.listeners import Listener, ListenerBindError, describe, listener_specs
 from mqttmesh.runtime.sys_topics import SysPublisher
 
-__all__ = ["Node", "ClusterService", "build_broker_config"]
+__all__ = ["Node", "ClusterService", "build_broker_config", "build_access"]
 
 log = logging.getLogger("mqttmesh.node")
 
@@ -86,6 +86,62 @@ def build_broker_config(settings: Any) -> Any:
     return BrokerConfig(**values)
 
 
+DEFAULT_ACL_PATH = "etc/acl.conf"
+
+
+def build_access(settings: Any) -> tuple[Any, Any, Any]:
+    """(user store, authenticator, authorizer) from ``settings.authentication`` /
+    ``settings.authorization`` as docs/access.md describes; (None, None, None) for the parts
+    Settings does not have (every CONNECT accepted, everything allowed: today's behaviour).
+
+    Raises:
+        ConfigError: the ACL file does not parse (names the key, the message has file:line).
+        UserStoreError: the user file cannot be read.
+    """
+    from mqttmesh import access
+    from mqttmesh.errors import ConfigError
+
+    users = authenticator = authorizer = None
+    authn = getattr(settings, "authentication", None)
+    if authn is not None and getattr(authn, "enable", False):
+        hashing = getattr(authn, "password_hash", None)
+        iterations = getattr(hashing, "iterations", None) or access.DEFAULT_ITERATIONS
+        users = access.UserStore.open(
+            os.path.join(settings.node.data_dir, "authn_users.json"), iterations=iterations
+        )
+        authenticator = access.Authenticator(
+            users, allow_anonymous=bool(getattr(authn, "allow_anonymous", True))
+        )
+    authz = getattr(settings, "authorization", None)
+    if authz is not None:
+        source = getattr(getattr(authz, "sources", None), "file", None)
+        acl = None
+        if source is not None and getattr(source, "enable", True):
+            path = str(getattr(source, "path", DEFAULT_ACL_PATH))
+            if os.path.exists(path) or path != DEFAULT_ACL_PATH:
+                try:
+                    acl = access.load_acl(path)
+                except access.AclParseError as exc:
+                    raise ConfigError("authorization.sources.file.path", path, str(exc)) from exc
+                except OSError as exc:
+                    raise ConfigError(
+                        "authorization.sources.file.path", path, exc.strerror or str(exc)
+                    ) from exc
+        no_match = str(getattr(authz, "no_match", "allow"))
+        if acl is None and no_match == "allow":
+            # nothing to decide: keep the publish path free of authorization calls
+            return users, authenticator, None
+        cache = getattr(authz, "cache", None)
+        cache_size = getattr(cache, "max_size", 32) if getattr(cache, "enable", True) else 0
+        authorizer = access.Authorizer(
+            acl,
+            no_match=no_match,
+            deny_action=getattr(authz, "deny_action", "ignore"),
+            cache_max_size=cache_size,
+        )
+    return users, authenticator, authorizer
+
+
 class Node:
     """One mqttmesh node. ``await run()`` until ``stop()``."""
 
@@ -96,6 +152,8 @@ class Node:
         self.settings = settings
         self.cluster: ClusterService | None = cluster
         self.broker: Any = None
+        self.users: Any = None  # access.UserStore when authentication is enabled (for mgmt)
+        self.authorizer: Any = None  # access.Authorizer (mgmt: reload)
         self.listeners: list[Listener] = []
         self.scheduler: FlushScheduler | None = None
         self.started_at: float | None = None  # loop.time() once running
@@ -158,7 +216,13 @@ class Node:
         if self.cluster is None and Node.cluster_factory is not None:
             self.cluster = Node.cluster_factory(self.settings)
         hooks = self.cluster.hooks if self.cluster is not None else None
-        self.broker = Broker(build_broker_config(self.settings), cluster=hooks)
+        self.users, authenticator, self.authorizer = build_access(self.settings)
+        access_kwargs: dict[str, Any] = {}
+        if authenticator is not None:
+            access_kwargs["authenticator"] = authenticator
+        if self.authorizer is not None:
+            access_kwargs["authorizer"] = self.authorizer
+        self.broker = Broker(build_broker_config(self.settings), cluster=hooks, **access_kwargs)
         self.scheduler = FlushScheduler(loop)
         await self._bind_listeners(loop)
         assert self._stop_event is not None
