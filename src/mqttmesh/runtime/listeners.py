@@ -100,10 +100,10 @@ def parse_bind(value: object, default_port: int, key: str = "bind") -> tuple[str
         except ValueError:
             pass
         raise ConfigError(key, value, "expected HOST:PORT")
-    host = getattr(value, "host", None)
-    port = getattr(value, "port", None)
-    if host is not None and port is not None:
-        return str(host), int(port)
+    bind_host = getattr(value, "host", None)
+    bind_port = getattr(value, "port", None)
+    if bind_host is not None and bind_port is not None:
+        return str(bind_host), int(bind_port)
     if value is None:
         return "0.0.0.0", default_port
     raise ConfigError(key, value, "expected HOST:PORT")
@@ -122,9 +122,9 @@ def _tls_options(raw: object) -> TlsOptions | None:
     if isinstance(verify, bool):
         verify = "verify_peer" if verify else "verify_none"
     return TlsOptions(
-        certfile=_get(raw, "certfile"),
-        keyfile=_get(raw, "keyfile"),
-        cacertfile=_get(raw, "cacertfile"),
+        certfile=_get(raw, "certfile") or None,
+        keyfile=_get(raw, "keyfile") or None,
+        cacertfile=_get(raw, "cacertfile") or None,
         verify=str(verify or "verify_none"),
         fail_if_no_peer_cert=bool(_get(raw, "fail_if_no_peer_cert", False)),
     )
@@ -231,7 +231,7 @@ class Listener:
         self.refused = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     @property
     def bound_port(self) -> int:

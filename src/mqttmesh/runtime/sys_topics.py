@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import inspect
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -119,16 +118,8 @@ def sys_messages(node: Node) -> Iterator[tuple[str, str]]:
 def make_message(topic: str, payload: bytes, node_name: str) -> Any:
     """A broker Message for a $SYS publish (QoS 0, not retained, no sender)."""
     from mqttmesh.broker import Message
-    from mqttmesh.protocol.properties import NO_PROPERTIES
 
-    wanted = {
-        "topic": topic, "payload": payload, "qos": 0, "retain": False,
-        "properties": NO_PROPERTIES, "sender": None, "sender_node": node_name,
-        "expiry_at": None,
-    }
-    params = inspect.signature(Message).parameters
-    kwargs = {k: v for k, v in wanted.items() if k in params}
-    return Message(**kwargs)
+    return Message(topic, payload, qos=0, retain=False, sender=None, sender_node=node_name)
 
 
 class SysPublisher:
