@@ -339,3 +339,24 @@ def test_auto_join_rules_for_discovery(tmp_path):
                 await svc.stop()
 
     run(scenario())
+
+
+def test_ctl_request_longer_than_heartbeat_timeout(tmp_path, monkeypatch):
+    o = offsets(1)
+    name = f"a{o[0]}@127.0.0.1"
+
+    async def scenario():
+        a, _ = await start(tmp_path, name)
+
+        async def slow_verify():
+            await asyncio.sleep(6.5)  # longer than HEARTBEAT_TIMEOUT (5 s)
+            return {"differences": [], "slow": True}
+
+        monkeypatch.setattr(a.ops, "op_routes_verify", slow_verify)
+        try:
+            result = await mgmt.call(settings_for(tmp_path, name), "routes_verify")
+            assert result == {"differences": [], "slow": True}
+        finally:
+            await a.stop()
+
+    run(scenario())

@@ -40,13 +40,16 @@ async def call(settings: Any, op: str, args: dict[str, Any] | None = None,
     except HandshakeError as exc:
         reason = str(exc).removeprefix("refused by peer: ")
         raise ClusterError(f"node {name} refused this command: {reason}") from None
-    reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(link.run(lambda _l, _m: None))
+    beat = loop.create_task(link.heartbeat())  # long operations (join) outlive the timeout
     try:
         return await link.request(op, args or {}, timeout)
     finally:
         link.close("done")
         reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        beat.cancel()
+        await asyncio.gather(reader, beat, return_exceptions=True)
 
 
 def call_sync(settings: Any, op: str, args: dict[str, Any] | None = None,

@@ -200,6 +200,10 @@ class ClusterService:
         spawn = task_group.create_task if task_group is not None else asyncio.create_task
         self._main = spawn(self._run(ready), name="cluster")
         await ready.wait()
+        proto = getattr(self.settings.cluster, "proto_dist", "inet_tcp")
+        if proto != "inet_tcp":
+            log_event(log, "warning", "cluster.proto_dist is not supported yet: links use "
+                      "plain TCP over IPv4", proto_dist=proto)
         log_event(log, "info", "cluster service started", node=self.name,
                   distribution=f"{self.host}:{self.dist_port}",
                   rpc=f"{self.host}:{self.rpc_port}",
