@@ -13,7 +13,7 @@ from tests.helpers.raw import connect_bytes
 
 @pytest.fixture(scope="module")
 def node(module_node_factory):
-    return module_node_factory(config="mqtt.idle_timeout = 1s\n")
+    return module_node_factory(listeners=("tcp", "ws"), config="mqtt.idle_timeout = 1s\n")
 
 
 def test_silent_client_closed_after_one_and_a_half_keepalive(node, version):
@@ -68,3 +68,26 @@ def test_will_sent_on_keepalive_timeout(node, version):
             assert sub.expect(timeout=5).payload == b"timed out"
     finally:
         sub.close()
+
+
+def test_websocket_without_upgrade_closed_after_idle_timeout(node):
+    # the HTTP upgrade never comes: the link applies mqtt.idle_timeout itself
+    with RawClient(node.ports["ws"]) as raw:
+        raw.send(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")  # an incomplete request
+        result = raw.read_until_close(timeout=4.0)
+    assert result.closed
+    assert result.elapsed >= 0.8
+
+
+def test_websocket_without_connect_closed_after_idle_timeout(node):
+    # upgraded, but no CONNECT: the broker's idle timeout applies
+    request = (
+        "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    )
+    with RawClient(node.ports["ws"]) as raw:
+        raw.send(request.encode())
+        result = raw.read_until_close(timeout=4.0)
+    assert result.closed
+    assert result.data.startswith(b"HTTP/1.1 101")

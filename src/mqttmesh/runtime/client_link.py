@@ -251,7 +251,7 @@ class WsClientLink(ClientLink):
     Channel. Text frames are a protocol error (MQTT-6.0.0-1): the connection is closed.
     """
 
-    __slots__ = ("_ws", "_upgraded")
+    __slots__ = ("_ws", "_upgraded", "_upgrade_timer")
 
     SUBPROTOCOLS = ("mqtt", "mqttv3.1.1", "mqttv3.1")
 
@@ -259,9 +259,26 @@ class WsClientLink(ClientLink):
         super().__init__(listener)
         self._ws = WSConnection(ConnectionType.SERVER)
         self._upgraded = False
+        self._upgrade_timer: asyncio.TimerHandle | None = None
 
     def _open_channel(self) -> None:
-        pass  # the Channel is opened once the HTTP upgrade is accepted
+        # The Channel (and with it the broker's idle timeout) starts once the HTTP upgrade is
+        # accepted; until then this link enforces the same idle timeout itself.
+        self._upgrade_timer = self._loop.call_later(
+            self.listener.idle_timeout, self._upgrade_timed_out
+        )
+
+    def _upgrade_timed_out(self) -> None:
+        self._upgrade_timer = None
+        if not self._upgraded and not self._closing:
+            log.info("websocket upgrade from %s timed out", self.peer)
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upgrade_timer is not None:
+            self._upgrade_timer.cancel()
+            self._upgrade_timer = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -305,6 +322,9 @@ class WsClientLink(ClientLink):
         subprotocol = next((p for p in self.SUBPROTOCOLS if p in offered), None)
         self._raw_write(self._ws.send(AcceptConnection(subprotocol=subprotocol)))
         self._upgraded = True
+        if self._upgrade_timer is not None:
+            self._upgrade_timer.cancel()
+            self._upgrade_timer = None
         super()._open_channel()
 
     def _on_ws_close(self, event: CloseConnection) -> None:

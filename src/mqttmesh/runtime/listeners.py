@@ -227,6 +227,9 @@ class Listener:
         self.loop = loop
         self.scheduler = scheduler
         self.ws_path = spec.ws_path
+        config = getattr(broker, "config", None)
+        self.idle_timeout = float(getattr(config, "idle_timeout", 15.0) or 15.0)
+        """Seconds a connection may take for its TLS / WebSocket handshake."""
         self.links: set[ClientLink] = set()
         self.refused = 0
         self._idle = asyncio.Event()
@@ -252,6 +255,7 @@ class Listener:
                 ssl=ctx,
                 reuse_address=True,
                 backlog=1024,
+                **({"ssl_handshake_timeout": self.idle_timeout} if ctx is not None else {}),
             )
         except OSError as exc:
             reason = {
