@@ -255,7 +255,7 @@ class Listener:
                 ssl=ctx,
                 reuse_address=True,
                 backlog=1024,
-                **({"ssl_handshake_timeout": self.idle_timeout} if ctx is not None else {}),
+                ssl_handshake_timeout=self.idle_timeout if ctx is not None else None,
             )
         except OSError as exc:
             reason = {
