@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,10 @@ def settings_for(tmp: Path, name: str, cookie: str = "test-cookie", **extra: str
 
 
 def offsets(n: int) -> list[int]:
-    base = random.randrange(100, 900)
+    """n consecutive name offsets whose cluster ports are free now (see cluster_nodes)."""
+    from tests.cluster.cluster_nodes import pick_offset
+
+    base = pick_offset(span=n)
     return [base + i for i in range(n)]
 
 
