@@ -450,6 +450,8 @@ class Settings:
     idle_conns: int
     mqtt: int
     rate: int = 2000
+    quiet_wait: float = 0.0     # seconds to wait for a quiet machine before a measurement
+    quiet_below: float = 0.5    # "quiet" = fewer cores than this busy
 
 
 def measure_pubsub(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
@@ -501,7 +503,29 @@ def measure_idle(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
     return res
 
 
+def machine_busy(window: float = 1.0) -> float:
+    """Cores busy (all processes) over `window` seconds, from /proc/stat."""
+    def sample() -> tuple[float, float]:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return float(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]), float(sum(v))
+    b0, t0 = sample()
+    time.sleep(window)
+    b1, t1 = sample()
+    ncpu = os.cpu_count() or 1
+    return (b1 - b0) / (t1 - t0) * ncpu if t1 > t0 else 0.0
+
+
+def wait_quiet(st: Settings) -> float:
+    """Wait up to st.quiet_wait s for a 1-s window with < st.quiet_below cores busy."""
+    deadline = time.monotonic() + st.quiet_wait
+    busy = machine_busy()
+    while busy >= st.quiet_below and time.monotonic() < deadline:
+        busy = machine_busy()
+    return busy
+
+
 def run_one(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
+    busy_before = wait_quiet(st) if st.quiet_wait > 0 else -1.0
     try:
         broker.start()
     except NotRunnable:
@@ -511,6 +535,7 @@ def run_one(broker: Broker, sc: Scenario, st: Settings) -> dict[str, Any]:
             return {"ok": False, "failure": str(e), "start_failed": True}
     try:
         res = measure_idle(broker, sc, st) if sc.kind == "idle" else measure_pubsub(broker, sc, st)
+        res["busy_before"] = busy_before
         if broker.proc is not None and broker.proc.poll() is not None:
             res["ok"] = False
             res["failure"] = (f"broker exited with {broker.proc.returncode} during the run: "
@@ -745,6 +770,14 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
 
 
+def cpu_cell(r: dict[str, Any]) -> str:
+    b, lg, m = (r.get("broker_cpu_share", -1), r.get("loadgen_cpu_share", -1),
+                r.get("machine_busy_cores", -1))
+    if b < 0 or lg < 0 or m < 0:
+        return "—"
+    return f"{b:.2f} / {lg:.2f} / {max(m - b - lg, 0.0):.2f}"
+
+
 def median(vals: list[float]) -> float | None:
     return statistics.median(vals) if vals else None
 
@@ -766,7 +799,9 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
              + f"; Python {m['python']}; {m['gcc']}")
     L.append(f"- Settings: {st.runs} run(s) per figure (median shown), warm-up {st.warmup:g} s, "
              f"measure {st.duration:g} s, (c) at {st.rate:,} msg/s, MQTT {'3.1.1' if st.mqtt == 4 else '5.0'}, "
-             f"{st.idle_conns:,} idle clients in (d); every broker freshly started per measurement")
+             f"{st.idle_conns:,} idle clients in (d); every broker freshly started per measurement"
+             + (f"; before each measurement waited up to {st.quiet_wait:g} s for < "
+                f"{st.quiet_below:g} cores busy" if st.quiet_wait > 0 else ""))
     L.append("- Broker settings: defaults except a loopback listener on a free port, other "
              "listeners off, per-subscriber queue limit raised to 1,000,000 (mqttmesh "
              "`mqtt.max_mqueue_len`, Mosquitto `max_queued_messages`); Mosquitto also "
@@ -845,10 +880,12 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
     # the load generator is not the bottleneck
     L.append("## Is the load generator the bottleneck?\n")
     L.append("CPU used during the measurement window, in cores (1.00 = one core busy), medians. "
-             "The broker column shows the broker saturating its core (Mosquitto, amqtt and "
-             "mqttmesh run one event-loop thread each) while the load generator keeps headroom; "
-             "the last column is the highest rate this load generator produced against any "
-             "broker in the same scenario of this run, i.e. a lower bound of its own capacity.\n")
+             "Each broker serves clients from one thread, so a broker near 1.00 is saturated. "
+             "A broker well below 1.00 while the load generator is also far below 1.00 was "
+             "short of CPU because of the other load on the machine, not because of the load "
+             "generator. The last column is the highest rate this load generator produced "
+             "against any broker in the same scenario of this run: a lower bound of its own "
+             "capacity, so a broker measured below it was not limited by the load generator.\n")
     L.append("| scenario | broker | msg/s | broker CPU | loadgen CPU | other load on the machine "
              "| loadgen's best in this scenario |")
     L.append("|---|---|---|---|---|---|---|")
@@ -881,8 +918,8 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
     # per-run details and failures
     L.append("## Every run\n")
     L.append("| scenario | broker | run | ok | in msg/s | out msg/s (window) | sustained out | "
-             "p50 us | p99 us | RSS/conn KB | failure |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+             "p50 us | p99 us | RSS/conn KB | broker / loadgen / other CPU | failure |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sc in scenarios:
         for n in names:
             for i, r in enumerate(results.get(sc.key, {}).get(n, []), 1):
@@ -893,6 +930,7 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
                     fmt(r.get("sustained_out_per_s"), "msg/s"),
                     fmt(lat.get("p50"), "us"), fmt(lat.get("p99"), "us"),
                     fmt(r.get("rss_per_conn_kb"), "KB"),
+                    cpu_cell(r),
                     str(r.get("failure", "")).replace("|", "/")[:300],
                 ]) + " |")
     L.append("")
@@ -921,6 +959,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, help="measurement seconds (default 5, --quick 2)")
     ap.add_argument("--idle-conns", type=int, default=10000)
     ap.add_argument("--rate", type=int, default=2000, help="fixed total rate for (c), msg/s")
+    ap.add_argument("--quiet-wait", type=float, default=None,
+                    help="before each measurement wait up to this many seconds for the machine "
+                         "to be quiet (< 0.5 cores busy) (default 5, --quick 0)")
     ap.add_argument("--selftest", action="store_true",
                     help="only check that the loadgen detects lost QoS 1 messages and broker "
                          "disconnects (against deliberately misconfigured/killed Mosquitto)")
@@ -945,7 +986,8 @@ def main(argv: list[str] | None = None) -> int:
                   warmup=0.5 if a.quick else 1.0,
                   duration=a.duration or (2.0 if a.quick else 5.0),
                   drain=30.0, settle=1.0 if a.quick else 2.0,
-                  idle_conns=a.idle_conns, mqtt=a.mqtt, rate=a.rate)
+                  idle_conns=a.idle_conns, mqtt=a.mqtt, rate=a.rate,
+                  quiet_wait=a.quiet_wait if a.quiet_wait is not None else (0.0 if a.quick else 5.0))
     for sc in SCENARIOS:
         if "rate" in sc.args:
             sc.args["rate"] = a.rate
@@ -961,7 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
-    command = ".venv/bin/python bench/run.py" + ("" if not sys.argv[1:] else " " + shlex.join(sys.argv[1:]))
+    given = sys.argv[1:] if argv is None else argv
+    command = ".venv/bin/python bench/run.py" + (" " + shlex.join(given) if given else "")
     try:
         build_loadgen()
         brokers: dict[str, Broker] = {}
