@@ -985,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     st = Settings(runs=a.runs or (1 if a.quick else 3),
                   warmup=0.5 if a.quick else 1.0,
                   duration=a.duration or (2.0 if a.quick else 5.0),
-                  drain=30.0, settle=1.0 if a.quick else 2.0,
+                  drain=60.0, settle=1.0 if a.quick else 2.0,
                   idle_conns=a.idle_conns, mqtt=a.mqtt, rate=a.rate,
                   quiet_wait=a.quiet_wait if a.quiet_wait is not None else (0.0 if a.quick else 5.0))
     for sc in SCENARIOS:
