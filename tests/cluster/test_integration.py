@@ -295,3 +295,28 @@ def test_route_convergence_under_churn(cluster):
     for _, client in clients:
         client.close()
     wait_until(lambda: converged({}), 5, interval=0.1, what="0 leaked routes")
+
+
+def test_retained_replicated_and_synced_to_a_joiner(cluster):
+    n1, n2, n3 = cluster(3)
+    join_all([n1, n2])
+    topic = unique("ret")
+    pub = Client(n1.port, host=n1.host).connect()
+    pub.publish(topic, b"kept", qos=1, retain=True)
+    pub.close()
+
+    def retained_on(node):
+        c = Client(node.port, host=node.host).connect()
+        try:
+            c.subscribe(topic, qos=1)
+            try:
+                return c.expect(timeout=0.5).payload
+            except AssertionError:
+                return None
+        finally:
+            c.close()
+
+    wait_until(lambda: retained_on(n2) == b"kept", 5, interval=0.1, what="retained on n2")
+    result = ctl(n3, "cluster", "join", n2.name)
+    assert result.code == 0, result.err
+    wait_until(lambda: retained_on(n3) == b"kept", 5, interval=0.1, what="retained on n3")

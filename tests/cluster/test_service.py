@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mqttmesh.broker import Message
+from mqttmesh.broker import Message, RetainedStore
 from mqttmesh.config import load_settings
 from mqttmesh.errors import ClusterError
 from mqttmesh.mgmt import cluster as mgmt
@@ -24,6 +24,13 @@ class FakeBroker:
     def __init__(self) -> None:
         self.received: list[Message] = []
         self.filters: list[str] = []
+        self.retained = RetainedStore()
+
+    def publish(self, service: ClusterService, message: Message) -> None:
+        """What Broker.publish does towards the cluster: store if retained, then forward."""
+        if message.retain:
+            self.retained.set(message)
+        service.forward(message)
 
     def local_filters(self):
         return list(self.filters)
@@ -360,5 +367,41 @@ def test_ctl_request_longer_than_heartbeat_timeout(tmp_path, monkeypatch):
             assert result == {"differences": [], "slow": True}
         finally:
             await a.stop()
+
+    run(scenario())
+
+
+def test_retained_replicated_deleted_and_synced_on_join(tmp_path):
+    o = offsets(3)
+    a_name, b_name, c_name = (f"a{o[0]}@127.0.0.1", f"b{o[1]}@127.0.0.2",
+                              f"c{o[2]}@127.0.0.3")
+
+    async def scenario():
+        a, ba = await start(tmp_path, a_name)
+        b, bb = await start(tmp_path, b_name)
+        c, bc = await start(tmp_path, c_name)
+        try:
+            bb.publish(b, Message("r/b-before-join", b"old", retain=True))
+            await b.ops.op_join(a_name)
+            assert bb.retained.get("r/b-before-join") is None  # the joiner's store is wiped
+            ba.publish(a, Message("r/1", b"one", qos=1, retain=True))
+            await wait_for(lambda: bb.retained.get("r/1") is not None, what="replicated")
+            assert bb.retained.get("r/1").payload == b"one"
+            ba.publish(a, Message("r/2", b"two", retain=True))
+            bb.publish(b, Message("r/2", b"", retain=True))  # a later delete on b wins
+            await wait_for(lambda: ba.retained.get("r/2") is None
+                           and bb.retained.get("r/2") is None, what="delete replicated")
+            ba.publish(a, Message("$SYS/brokers/x", b"local", retain=True))
+            # c has its own retained messages: joining wipes them and syncs the cluster's
+            bc.publish(c, Message("r/c", b"mine", retain=True))
+            await c.ops.op_join(b_name)
+            await wait_for(lambda: bc.retained.get("r/1") is not None, what="synced")
+            assert bc.retained.get("r/c") is None and bc.retained.get("r/2") is None
+            assert bc.retained.get("$SYS/brokers/x") is None
+            assert {m.topic for m in bc.retained} == {m.topic for m in bb.retained} \
+                == {"r/1"}
+        finally:
+            for svc in (a, b, c):
+                await svc.stop()
 
     run(scenario())

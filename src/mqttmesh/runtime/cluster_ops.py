@@ -139,6 +139,7 @@ class ClusterOps:
         except (KeyError, TypeError):
             raise ClusterError(f"{target} answered the join with nonsense") from None
         dropped = self.s.routes.wipe_others()
+        wiped = self.s.retained.wipe()
         self.s.membership.adopt({e.name: e for e in entries})
         if not self.s.membership.is_member(self.s.name):
             self.s.membership.reset()
@@ -151,7 +152,8 @@ class ClusterOps:
         self.s.save_view()
         self.s.left_manually = False
         log_event(log, "info", "joined the cluster", node=self.s.name, via=target,
-                  members=",".join(self.s.membership.members()), routes_dropped=dropped)
+                  members=",".join(self.s.membership.members()), routes_dropped=dropped,
+                  retained_dropped=wiped)
         deadline = now + JOIN_WAIT
         while asyncio.get_running_loop().time() < deadline and \
                 self.s.membership.status().stopped_nodes:

@@ -55,6 +55,7 @@ from mqttmesh.logs import log_event
 from mqttmesh.runtime.cluster_barrier import RouteBarriers
 from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_ops import ClusterOps
+from mqttmesh.runtime.cluster_retained import RetainedReplicator
 from mqttmesh.runtime.peer_link import (
     HEARTBEAT_INTERVAL,
     LinkUnreachable,
@@ -161,6 +162,7 @@ class ClusterService:
         self.forwarder = ClusterForwarder(self)
         self.ops = ClusterOps(self)
         self.barriers = RouteBarriers()
+        self.retained = RetainedReplicator(self)
         self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         self.hooks: Any = self
@@ -252,6 +254,8 @@ class ClusterService:
             self._queue_delta(delta)
 
     def forward(self, message: Any) -> None:
+        if message.retain:
+            self.retained.local(message)
         self.forwarder.forward(message)
 
     def _queue_delta(self, delta: Any) -> None:
@@ -343,6 +347,7 @@ class ClusterService:
             self._on_up(name)
             link.send([v1.VIEW, self.membership.to_wire()])
             link.send(self._own_digest_msg())
+            link.send(self.retained.full_set())
             try:
                 await link.run(self._on_dist_message)
             finally:
@@ -432,6 +437,7 @@ class ClusterService:
                     link.send(digest)
                 for peer in self.membership.peers():
                     self.start_peer(peer)
+                self.retained.tick()
                 if self.autoclean is not None:
                     for name in self.membership.autoclean_due(now, self.autoclean):
                         log_event(log, "warning", "node removed by autoclean", node=self.name,
@@ -480,6 +486,8 @@ class ClusterService:
             if origin == sender and all(isinstance(f, str) for f in filters):
                 self.routes.apply_snapshot(origin, epoch, version, filters)
                 self._ack_routes(link, origin)
+        elif kind == v1.RETAINED:
+            self.retained.on_message(link, msg[1])
         elif kind == v1.ROUTE_ACK:
             _, epoch, version = msg
             if epoch == self.epoch:

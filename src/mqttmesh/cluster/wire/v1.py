@@ -15,6 +15,8 @@ Distribution link (4370 + offset; every node connects to every member, both ways
     REPLY         [8, request_id, ok, result]              result: dict, or the error text
     BYE           [9, reason, {info}]                      "you are not in my cluster"
     ROUTE_ACK     [12, epoch, version]    "I hold your routes at (epoch, version)"
+    RETAINED      [13, [[topic, ms, origin, message | None], ...]]   retained writes (None:
+                  deleted), last writer wins by (ms, origin); full set on every link start
 
 RPC link (5370 + offset; forwarding):
     FORWARD       [10, stream, seq, [message, ...]]  seq 0: QoS 0 batch, never acknowledged
@@ -34,7 +36,7 @@ from mqttmesh.cluster.wire.codec import FrameError
 __all__ = [
     "VERSION",
     "HEARTBEAT", "VIEW", "ROUTE_DELTAS", "ROUTE_DIGEST", "ROUTE_RESYNC", "ROUTE_SNAPSHOT",
-    "REQUEST", "REPLY", "BYE", "FORWARD", "FORWARD_ACK", "ROUTE_ACK",
+    "REQUEST", "REPLY", "BYE", "FORWARD", "FORWARD_ACK", "ROUTE_ACK", "RETAINED",
     "OP_ADD", "OP_DELETE",
     "validate",
 ]
@@ -53,6 +55,7 @@ BYE = 9
 FORWARD = 10
 FORWARD_ACK = 11
 ROUTE_ACK = 12
+RETAINED = 13
 
 OP_DELETE = 0
 OP_ADD = 1
@@ -71,6 +74,7 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     FORWARD: (_S, _I, _L),
     FORWARD_ACK: (_I,),
     ROUTE_ACK: (_S, _I),
+    RETAINED: (_L,),
 }
 
 

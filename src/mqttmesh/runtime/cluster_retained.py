@@ -1,0 +1,119 @@
+"""Replication of retained messages between members (see ``cluster.retained``).
+
+A retained publish on this node (seen by the ``forward`` hook: the broker has already stored
+it) is stamped and sent to every member, batched per loop iteration, on our distribution
+links. Every link start sends our whole versioned set (tombstones included), so a joiner,
+a restarted node or the two sides of a healed partition converge. ``$SYS/`` topics are
+node-local and not replicated. A joining node wipes its store first (``wipe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from mqttmesh.cluster import v1
+from mqttmesh.cluster.forwarding import decode_message, encode_message
+from mqttmesh.cluster.retained import RetainedVersions
+
+if TYPE_CHECKING:
+    from mqttmesh.runtime.cluster_service import ClusterService
+    from mqttmesh.runtime.peer_link import PeerLink
+
+__all__ = ["RetainedReplicator"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RetainedReplicator:
+    def __init__(self, service: ClusterService) -> None:
+        self.service = service
+        self.versions = RetainedVersions()
+        self._pending: list[list[Any]] = []
+        self._scheduled = False
+
+    def _store(self) -> Any:
+        broker = self.service.broker
+        return getattr(broker, "retained", None) if broker is not None else None
+
+    def local(self, message: Any) -> None:
+        """A retained message (or delete: empty payload) published on this node."""
+        if message.topic.startswith("$SYS/"):
+            return
+        s = self.service
+        deleted = not message.payload
+        stamp = self.versions.local(message.topic, _now_ms(), s.name, deleted)
+        if s.loop is None or not s.membership.clustered:
+            return
+        encoded = None if deleted else encode_message(message, s.loop.time())
+        self._pending.append([message.topic, stamp[0], stamp[1], encoded])
+        if not self._scheduled:
+            self._scheduled = True
+            s.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            msg = [v1.RETAINED, batch]
+            for link in self.service.up_links():
+                link.send(msg)
+
+    def full_set(self) -> list[Any]:
+        """RETAINED message with everything we hold (sent on every link start)."""
+        s = self.service
+        store = self._store()
+        now = s.loop.time() if s.loop is not None else 0.0
+        if store is not None:
+            for message in store:
+                if not message.topic.startswith("$SYS/"):
+                    self.versions.adopt_unversioned(message.topic, s.name)
+        items: list[list[Any]] = []
+        for topic, stamp, deleted in self.versions.items():
+            message = store.get(topic) if store is not None and not deleted else None
+            encoded = None if message is None else encode_message(message, now)
+            items.append([topic, stamp[0], stamp[1], encoded])
+        return [v1.RETAINED, items]
+
+    def on_message(self, link: PeerLink, items: list[Any]) -> None:
+        """RETAINED from a member: apply what wins."""
+        store = self._store()
+        now = asyncio.get_running_loop().time()
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)
+                    and isinstance(item[1], int) and isinstance(item[2], str)):
+                continue
+            topic, ms, origin, encoded = item
+            if topic.startswith("$SYS/"):
+                continue
+            deleted = encoded is None
+            if not self.versions.remote(topic, (ms, origin), deleted) or store is None:
+                continue
+            if deleted:
+                store.delete(topic)
+                continue
+            try:
+                message = decode_message(encoded, now)
+            except (ValueError, TypeError):
+                continue
+            if message.topic == topic:
+                message.retain = True
+                store.set(message)
+
+    def wipe(self) -> int:
+        """Forget every retained message (this node joins a cluster); returns how many."""
+        store = self._store()
+        count = 0
+        if store is not None:
+            for message in store:
+                if not message.topic.startswith("$SYS/"):
+                    store.delete(message.topic)
+                    count += 1
+        self.versions.clear()
+        return count
+
+    def tick(self) -> None:
+        self.versions.purge_tombstones(_now_ms())
