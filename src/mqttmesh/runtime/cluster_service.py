@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +54,7 @@ from mqttmesh.runtime.cluster_barrier import RouteBarriers
 from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
+from mqttmesh.runtime.cluster_store import bind_port, check_identity, load_view, save_view
 from mqttmesh.runtime.peer_link import (
     HEARTBEAT_INTERVAL,
     LinkUnreachable,
@@ -64,62 +63,12 @@ from mqttmesh.runtime.peer_link import (
     open_link,
 )
 
-__all__ = ["ClusterService", "check_identity", "GOSSIP_INTERVAL"]
+__all__ = ["ClusterService", "check_identity", "GOSSIP_INTERVAL"]  # check_identity: re-export
 
 log = logging.getLogger("mqttmesh.cluster")
 
 GOSSIP_INTERVAL = 2.0
 REFUSAL_LOG_INTERVAL = 60.0
-IDENTITY_FILE = "node_name"
-VIEW_FILE = "cluster.json"
-
-
-def check_identity(data_dir: str, name: str) -> None:
-    """Record ``name`` in ``data_dir`` or check it is the name recorded there.
-
-    Raises:
-        ClusterError: the data dir belongs to a node of another name.
-    """
-    path = os.path.join(data_dir, IDENTITY_FILE)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            recorded = fh.read().strip()
-    except FileNotFoundError:
-        os.makedirs(data_dir, exist_ok=True)
-        _write_atomic(path, name + "\n")
-        return
-    if recorded and recorded != name:
-        raise ClusterError(
-            f"data dir {data_dir} belongs to node {recorded}, not {name}: a node's name "
-            f"cannot change; start it as {recorded} or give {name} another node.data_dir")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _bind(host: str, port: int, what: str) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ClusterError(f"cannot resolve the host of this node's name {host}: {exc}") \
-            from None
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        reason = (exc.strerror or str(exc)).lower()
-        raise ClusterError(f"cluster {what} port {host}:{port} cannot be bound: {reason}") \
-            from None
-    sock.setblocking(False)
-    return sock
 
 
 class _Peer:
@@ -175,9 +124,9 @@ class ClusterService:
         self._tg: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
         self._servers: list[asyncio.base_events.Server] = []
-        self._dist_sock = _bind(self.host, self.dist_port, "distribution")
+        self._dist_sock = bind_port(self.host, self.dist_port, "distribution")
         try:
-            self._rpc_sock = _bind(self.host, self.rpc_port, "rpc")
+            self._rpc_sock = bind_port(self.host, self.rpc_port, "rpc")
         except ClusterError:
             self._dist_sock.close()
             raise
@@ -607,20 +556,10 @@ class ClusterService:
 
     # -- persistence -----------------------------------------------------------------------
     def _load_view(self) -> Membership:
-        path = os.path.join(self.data_dir, VIEW_FILE)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            return Membership(self.name, self.role)
-        return Membership.from_json(text, self.name, self.role)
+        return load_view(self.data_dir, self.name, self.role)
 
     def save_view(self) -> None:
-        try:
-            _write_atomic(os.path.join(self.data_dir, VIEW_FILE), self.membership.to_json())
-        except OSError as exc:
-            log_event(log, "error", "cannot save the cluster view", path=self.data_dir,
-                      error=str(exc))
+        save_view(self.data_dir, self.membership)
 
     # -- introspection ---------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
