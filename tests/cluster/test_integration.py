@@ -6,7 +6,6 @@ Nodes are started through ``mqttmesh.runtime.cluster_main`` (see ``cluster_nodes
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, status_of
-from tests.helpers import Client, live_nodes
+from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
 

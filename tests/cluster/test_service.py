@@ -7,7 +7,6 @@ offset) do not collide with parallel runs; hosts are distinct loopback addresses
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
