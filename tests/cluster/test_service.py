@@ -404,3 +404,18 @@ def test_retained_replicated_deleted_and_synced_on_join(tmp_path):
                 await svc.stop()
 
     run(scenario())
+
+
+def test_statistics_snapshot(tmp_path):
+    o = offsets(1)
+
+    async def scenario():
+        a, _ = await start(tmp_path, f"a{o[0]}@127.0.0.1")
+        try:
+            stats = a.statistics()
+            assert stats.running_nodes == 1 and stats.stopped_nodes == 0
+            assert stats.forwards_unacked == 0
+        finally:
+            await a.stop()
+
+    run(scenario())

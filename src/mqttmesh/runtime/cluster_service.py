@@ -32,6 +32,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mqttmesh.cluster import (
@@ -63,12 +64,27 @@ from mqttmesh.runtime.peer_link import (
     open_link,
 )
 
-__all__ = ["ClusterService", "check_identity", "GOSSIP_INTERVAL"]  # check_identity: re-export
+__all__ = ["ClusterService", "ClusterStats", "check_identity", "GOSSIP_INTERVAL"]  # check_identity: re-export
 
 log = logging.getLogger("mqttmesh.cluster")
 
 GOSSIP_INTERVAL = 2.0
 REFUSAL_LOG_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStats:
+    """A snapshot of the cluster side of a node (for $SYS, the API, metrics)."""
+
+    running_nodes: int
+    stopped_nodes: int
+    links: int                  # open links, both directions, distribution + RPC + ctl
+    routes: int                 # distinct filters routed anywhere in the cluster
+    retained_versions: int
+    messages_forwarded: int     # publishes sent to at least one other node
+    messages_received: int      # messages dispatched on behalf of other nodes
+    duplicates_dropped: int     # retried forward batches already dispatched
+    forwards_unacked: int       # QoS 1/2 messages waiting for a peer's ack
 
 
 class _Peer:
@@ -562,15 +578,20 @@ class ClusterService:
         save_view(self.data_dir, self.membership)
 
     # -- introspection ---------------------------------------------------------------------
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "members": len(self.membership.members()),
-            "links": len(self._links),
-            "routes": len(self.routes),
-            "forwarded": self.forwarder.forwarded,
-            "received": self.forwarder.received,
-            "duplicates": self.forwarder.inbox.duplicates,
-        }
+    def statistics(self) -> ClusterStats:
+        status = self.membership.status()
+        unacked = sum(box.unacked for box in self.forwarder.outboxes.values())
+        return ClusterStats(
+            running_nodes=len(status.running_nodes),
+            stopped_nodes=len(status.stopped_nodes),
+            links=len(self._links),
+            routes=len(self.routes),
+            retained_versions=len(self.retained.versions),
+            messages_forwarded=self.forwarder.forwarded,
+            messages_received=self.forwarder.received,
+            duplicates_dropped=self.forwarder.inbox.duplicates,
+            forwards_unacked=unacked,
+        )
 
 
 def _short(exc: BaseException) -> str:
