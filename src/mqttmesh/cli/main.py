@@ -129,9 +129,12 @@ def foreground(settings: Settings) -> int:
         log_event(log, "warning", warning)
     try:
         from mqttmesh.runtime import Node  # type: ignore[attr-defined]
+        from mqttmesh.runtime.cluster_service import ClusterService
     except ImportError as exc:
         print(f"mqttmesh: the runtime is not available: {exc}", file=sys.stderr)
         return 1
+    if Node.cluster_factory is None:
+        Node.cluster_factory = ClusterService  # every node serves its cluster ports (SPEC §3)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop

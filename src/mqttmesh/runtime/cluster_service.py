@@ -49,6 +49,7 @@ from mqttmesh.cluster import (
     v1,
 )
 from mqttmesh.config import dist_port, node_host, rpc_port
+from mqttmesh.discovery import DiscoveryLoop, discovery_config_from_settings, make_strategy
 from mqttmesh.errors import ClusterError, HandshakeError
 from mqttmesh.logs import log_event
 from mqttmesh.runtime.cluster_barrier import RouteBarriers
@@ -113,6 +114,7 @@ class ClusterService:
         self.name: str = node.name
         self.host = node_host(self.name)
         self.cookie: str = node.cookie
+        self._discovery: DiscoveryLoop | None = None
         self.role: str = node.role
         self.cluster_name: str = settings.cluster.name
         self.data_dir: str = node.data_dir
@@ -171,6 +173,7 @@ class ClusterService:
         if proto != "inet_tcp":
             log_event(log, "warning", "cluster.proto_dist is not supported yet: links use "
                       "plain TCP over IPv4", proto_dist=proto)
+        self._start_discovery(spawn)
         log_event(log, "info", "cluster service started", node=self.name,
                   distribution=f"{self.host}:{self.dist_port}",
                   rpc=f"{self.host}:{self.rpc_port}",
@@ -181,6 +184,8 @@ class ClusterService:
         if not self.running:
             return
         self.running = False
+        if self._discovery is not None:
+            self._discovery.stop()
         for server in self._servers:
             server.close()
         for link in list(self._links):
@@ -466,6 +471,17 @@ class ClusterService:
         digest = self.routes.replica_digest(origin)
         if digest is not None:
             link.send([v1.ROUTE_ACK, digest.epoch, digest.version])
+
+    def _start_discovery(self, spawn: Callable[..., Any]) -> None:
+        """Run the configured discovery strategy (none for ``manual``): it only finds
+        candidates; joining goes through ``on_candidates`` and the ``ctl cluster join`` path."""
+        config = discovery_config_from_settings(self.settings)
+        if config.strategy == "manual":
+            return
+        strategy = make_strategy(config, self.name, self.cookie)
+        self._discovery = DiscoveryLoop(strategy, self.on_candidates, config.interval)
+        spawn(self._discovery.run(), name="cluster-discovery")
+        log_event(log, "info", "discovery started", node=self.name, strategy=config.strategy)
 
     async def on_candidates(self, names: list[str]) -> None:
         """For ``discovery.DiscoveryLoop``: maybe join one of the discovered nodes."""
