@@ -114,3 +114,18 @@ def _burst_messages(size: int) -> int:
     except (OSError, ValueError, IndexError):
         kernel = 4 * 1024 * 1024
     return (kernel + 12 * 1024 * 1024) // size + 1
+
+
+@pytest.mark.parametrize("version", [5], ids=["v5"])
+def test_heartbeat_interval_publishes_uptime_and_datetime(module_node_factory, version):
+    beating = module_node_factory(
+        sys_msg_interval="1h", config="sys_topics.sys_heartbeat_interval = 1s\n"
+    )
+    from tests.helpers import Client
+
+    with Client(beating.port, version=version) as sub:
+        sub.connect()
+        base = f"$SYS/brokers/{beating.name}"
+        sub.subscribe([(base + "/uptime", 0), (base + "/datetime", 0), (base + "/version", 0)])
+        topics = {sub.expect(timeout=3).topic, sub.expect(timeout=3).topic}
+        assert topics == {base + "/uptime", base + "/datetime"}  # version only hourly

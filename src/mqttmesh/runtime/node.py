@@ -230,11 +230,12 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 timer = tg.create_task(self._timer_loop(loop), name="broker-timer")
                 sys_task = None
-                interval = getattr(getattr(self.settings, "sys_topics", None),
-                                   "sys_msg_interval", None)
+                sys_settings = getattr(self.settings, "sys_topics", None)
+                interval = getattr(sys_settings, "sys_msg_interval", None)
+                heartbeat = getattr(sys_settings, "sys_heartbeat_interval", None)
                 self.started_at = loop.time()
-                if interval:
-                    publisher = SysPublisher(self, float(interval))
+                if interval or heartbeat:
+                    publisher = SysPublisher(self, interval, heartbeat)
                     sys_task = tg.create_task(publisher.run(loop), name="sys-publisher")
                 if self.cluster is not None:
                     await self.cluster.start(self.broker, tg)

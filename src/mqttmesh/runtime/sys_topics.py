@@ -1,7 +1,7 @@
 """The $SYS publisher: node facts and broker statistics under ``$SYS/brokers/<node>/``.
 
 Every ``sys_topics.sys_msg_interval`` the node publishes, as EMQX does (QoS 0, not
-retained): ``version``, ``sysdescr``, ``uptime``, ``datetime``, ``clients/connected``,
+retained; ``uptime`` and ``datetime`` also every ``sys_topics.sys_heartbeat_interval``): ``version``, ``sysdescr``, ``uptime``, ``datetime``, ``clients/connected``,
 ``stats/<name>/count`` and ``metrics/<group>/<name>`` from ``broker.statistics()``,
 ``metrics/messages/dropped/congested`` (QoS 0 dropped by runtime for connections whose write
 buffer is full; also included in ``metrics/messages/dropped``), and ``$SYS/brokers`` (the
@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -122,23 +123,50 @@ def make_message(topic: str, payload: bytes, node_name: str) -> Any:
     return Message(topic, payload, qos=0, retain=False, sender=None, sender_node=node_name)
 
 
+def heartbeat_messages(node: Node) -> Iterator[tuple[str, str]]:
+    """EMQX's heartbeat topics (``sys_topics.sys_heartbeat_interval``): uptime, datetime."""
+    base = f"$SYS/brokers/{node.name}"
+    yield f"{base}/uptime", _uptime_text(node.uptime())
+    yield f"{base}/datetime", datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
 class SysPublisher:
-    """Publishes ``sys_messages`` every ``interval`` seconds (first round at start)."""
+    """Publishes ``sys_messages`` every ``interval`` seconds (first round at start), and the
+    heartbeat topics every ``heartbeat`` seconds when that is set."""
 
-    def __init__(self, node: Node, interval: float) -> None:
+    def __init__(self, node: Node, interval: float | None, heartbeat: float | None = None
+                 ) -> None:
         self.node = node
-        self.interval = max(interval, 0.1)
+        self.interval = max(interval, 0.1) if interval else None
+        self.heartbeat = max(heartbeat, 0.1) if heartbeat else None
 
-    def publish_once(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _publish(self, messages: Iterator[tuple[str, str]],
+                 loop: asyncio.AbstractEventLoop) -> None:
         broker = self.node.broker
         name = self.node.name
-        for topic, payload in sys_messages(self.node):
+        for topic, payload in messages:
             broker.publish(make_message(topic, payload.encode(), name), loop.time())
 
+    def publish_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._publish(sys_messages(self.node), loop)
+
     async def run(self, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
+        """Both schedules in one task: sleep until whichever round is due next."""
+        interval, heartbeat = self.interval, self.heartbeat
+        start = loop.time()
+        next_full = start if interval is not None else math.inf
+        next_beat = start + heartbeat if heartbeat is not None else math.inf
+        while next_full < math.inf or next_beat < math.inf:
+            now = loop.time()
             try:
-                self.publish_once(loop)
+                if interval is not None and now >= next_full:
+                    self.publish_once(loop)
+                    next_full = now + interval
+                    if heartbeat is not None:  # the full round carried a heartbeat too
+                        next_beat = max(next_beat, now + heartbeat)
+                if heartbeat is not None and now >= next_beat:
+                    self._publish(heartbeat_messages(self.node), loop)
+                    next_beat = now + heartbeat
             except Exception:
                 log.exception("$SYS publish failed")
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(max(min(next_full, next_beat) - loop.time(), 0.0))
