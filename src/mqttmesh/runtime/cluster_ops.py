@@ -43,6 +43,7 @@ class ClusterOps:
 
     def __init__(self, service: ClusterService) -> None:
         self.s = service
+        self._refused: dict[str, str] = {}  # discovered node -> why its link was refused
 
     # -- request dispatch ------------------------------------------------------------------
     async def handle_request(self, link: PeerLink, rid: int, op: str,
@@ -226,10 +227,18 @@ class ClusterOps:
         for name in sorted(set(candidates) - {s.name}):
             try:
                 info = await self._probe(name)
+            except HandshakeError as exc:
+                # a discovered node of another cluster (wrong cookie/name): say why, once
+                if self._refused.get(name) != str(exc):
+                    self._refused[name] = str(exc)
+                    log_event(log, "warning", "not joining discovered node", node=s.name,
+                              peer=name, reason=str(exc))
+                continue
             except ClusterError as exc:
                 log_event(log, "debug", "discovered node not reachable", peer=name,
                           reason=str(exc))
                 continue
+            self._refused.pop(name, None)
             members = info.get("members") if isinstance(info, dict) else None
             clustered = isinstance(members, list) and len(members) > 1
             if clustered or name < s.name:
@@ -256,7 +265,9 @@ class ClusterOps:
         hs = ClientHandshake(s.cookie, KIND_NODE, s.name, s.cluster_name, s.role)
         try:
             link = await open_link(node_host(target), dist_port(target), hs, s.host)
-        except (LinkUnreachable, HandshakeError) as exc:
+        except HandshakeError as exc:
+            raise HandshakeError(str(exc)) from None
+        except LinkUnreachable as exc:
             raise ClusterError(str(exc)) from None
         reader = asyncio.get_running_loop().create_task(link.run(lambda _l, _m: None))
         try:
