@@ -349,9 +349,6 @@ class WsClientLink(ClientLink):
             pass
         self._close_transport_only()
 
-    def eof_received(self) -> bool:
-        return super().eof_received()
-
     def _raw_write(self, data: bytes) -> None:
         if self.transport is not None and not self._lost and data:
             self.transport.write(data)
