@@ -54,6 +54,7 @@ from mqttmesh.errors import ClusterError, HandshakeError
 from mqttmesh.logs import log_event
 from mqttmesh.runtime.cluster_barrier import RouteBarriers
 from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
+from mqttmesh.runtime.cluster_health import ClusterHealth
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
 from mqttmesh.runtime.cluster_store import bind_port, check_identity, load_view, save_view
@@ -130,6 +131,7 @@ class ClusterService:
         self.ops = ClusterOps(self)
         self.barriers = RouteBarriers()
         self.retained = RetainedReplicator(self)
+        self.health = ClusterHealth(self)  # autoclean + autoheal (docs/faults.md)
         self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         self.hooks: Any = self
@@ -184,6 +186,7 @@ class ClusterService:
         if not self.running:
             return
         self.running = False
+        self.health.stop()
         if self._discovery is not None:
             self._discovery.stop()
         for server in self._servers:
@@ -315,7 +318,7 @@ class ClusterService:
             peer.link = link
             self.track(link)
             self._on_up(name)
-            link.send([v1.VIEW, self.membership.to_wire()])
+            link.send([v1.VIEW, self.health.wire_view()])
             link.send(self._own_digest_msg())
             link.send(self.retained.full_set())
             try:
@@ -400,7 +403,7 @@ class ClusterService:
             now = loop.time()
             if now >= next_gossip:
                 next_gossip = now + GOSSIP_INTERVAL
-                view = [v1.VIEW, self.membership.to_wire()]
+                view = [v1.VIEW, self.health.wire_view()]
                 digest = self._own_digest_msg()
                 for link in self.up_links():
                     link.send(view)
@@ -408,11 +411,8 @@ class ClusterService:
                 for peer in self.membership.peers():
                     self.start_peer(peer)
                 self.retained.tick()
-                if self.autoclean is not None:
-                    for name in self.membership.autoclean_due(now, self.autoclean):
-                        log_event(log, "warning", "node removed by autoclean", node=self.name,
-                                  peer=name, after=f"{self.autoclean:g}s")
-                        self.remove_member(name)
+                self.health.autoclean(now)
+                self.health.tick()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     # -- messages between nodes ------------------------------------------------------------
@@ -503,6 +503,7 @@ class ClusterService:
             entries = Membership.from_wire(data)
         except ClusterError:
             return
+        entries, member = self.health.on_view(sender, entries, member)
         if member:
             self.apply_view(entries)
             return
@@ -575,7 +576,7 @@ class ClusterService:
         self.barriers.gone(name)
 
     def broadcast_view(self) -> None:
-        view = [v1.VIEW, self.membership.to_wire()]
+        view = [v1.VIEW, self.health.wire_view()]
         for link in self.up_links():
             link.send(view)
 
