@@ -1,24 +1,14 @@
 """Authentication and authorization end to end (built-in user store + acl.conf).
 
-Runs once config/ has the ``authentication.*`` / ``authorization.*`` keys of docs/access.md;
-until then it is skipped (the Node wires access control only when Settings carries them).
+Configured through the ``authentication.*`` / ``authorization.*`` keys of docs/access.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mqttmesh.access import UserStore
-from mqttmesh.config.settings import Settings
 from tests.helpers import Client, ConnectFailed
-
-_FIELDS = {f.name for f in dataclasses.fields(Settings)}
-pytestmark = pytest.mark.skipif(
-    not {"authentication", "authorization"} <= _FIELDS,
-    reason="config has no authentication/authorization settings yet (docs/access.md)",
-)
 
 ACL = """
 {allow, {user, "alice"}, all, ["private/alice/#"]}.

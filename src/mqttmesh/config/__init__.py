@@ -16,6 +16,8 @@ from mqttmesh.config.nodename import (
     validate_node_name,
 )
 from mqttmesh.config.settings import (
+    AuthenticationSettings,
+    AuthorizationSettings,
     ClusterSettings,
     ConsoleLogSettings,
     DashboardSettings,
@@ -49,6 +51,7 @@ __all__ = [
     "EtcdSettings", "K8sSettings", "McastSettings", "SslDistSettings", "SslOptions",
     "WebsocketSettings", "ListenerSettings", "DashboardSettings", "MqttSettings",
     "LogSettings", "ConsoleLogSettings", "FileLogSettings", "SysTopicsSettings",
+    "AuthenticationSettings", "AuthorizationSettings",
     "Bind", "parse_bind", "parse_duration", "parse_size",
     "node_name_parts", "node_host", "name_offset", "dist_port", "rpc_port",
     "validate_node_name",

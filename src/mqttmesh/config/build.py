@@ -9,6 +9,8 @@ from mqttmesh.config import units as u
 from mqttmesh.config.defaults import DEFAULT_COOKIE, DEFAULTS, LISTENER_DEFAULTS
 from mqttmesh.config.nodename import validate_node_name
 from mqttmesh.config.settings import (
+    AuthenticationSettings, AuthorizationSettings, AuthzCacheSettings, AuthzSourcesSettings,
+    FileSourceSettings, PasswordHashSettings,
     ClusterSettings, ConsoleLogSettings, DashboardSettings, DnsSettings, EtcdSettings,
     FileLogSettings, K8sSettings, ListenerSettings, LogSettings, McastSettings, MqttSettings,
     NodeSettings, Settings, SslDistSettings, SslOptions, StaticSettings, SysTopicsSettings,
@@ -91,7 +93,10 @@ def build_settings(tree: dict[str, Any], config_file: str | None) -> Settings:
             max_connections=u.parse_int(
                 "dashboard.listeners.http.max_connections",
                 r("dashboard.listeners.http.max_connections"), minimum=0, allow_infinity=True),
-            ssl_options=None, websocket=None),)),
+            ssl_options=None, websocket=None),),
+            default_username=_nonempty(r, "dashboard.default_username"),
+            default_password=_nonempty(r, "dashboard.default_password"),
+            token_expired_time=_positive_duration(r, "dashboard.token_expired_time")),
         log=LogSettings(
             console=ConsoleLogSettings(
                 enable=u.parse_bool("log.console.enable", r("log.console.enable")),
@@ -111,9 +116,56 @@ def build_settings(tree: dict[str, Any], config_file: str | None) -> Settings:
             sys_heartbeat_interval=u.parse_duration(
                 "sys_topics.sys_heartbeat_interval", r("sys_topics.sys_heartbeat_interval"),
                 allow_disabled=True)),
+        authentication=_authentication(r),
+        authorization=_authorization(r),
         config_file=config_file,
         warnings=tuple(warnings),
     )
+
+
+def _nonempty(r: _Reader, key: str) -> str:
+    text = u.parse_str(key, r(key))
+    if not text:
+        raise ConfigError(key, text, "must not be empty")
+    return text
+
+
+def _positive_duration(r: _Reader, key: str) -> float:
+    value = u.parse_duration(key, r(key))
+    if value is None or value <= 0:
+        raise ConfigError(key, r(key), "must be a positive duration")
+    return value
+
+
+def _authentication(r: _Reader) -> AuthenticationSettings:
+    iterations = u.parse_int("authentication.password_hash.iterations",
+                             r("authentication.password_hash.iterations"),
+                             minimum=1, maximum=10_000_000)
+    assert iterations is not None
+    return AuthenticationSettings(
+        enable=u.parse_bool("authentication.enable", r("authentication.enable")),
+        allow_anonymous=u.parse_bool("authentication.allow_anonymous",
+                                     r("authentication.allow_anonymous")),
+        password_hash=PasswordHashSettings(iterations=iterations))
+
+
+def _authorization(r: _Reader) -> AuthorizationSettings:
+    max_size = u.parse_int("authorization.cache.max_size", r("authorization.cache.max_size"),
+                           minimum=1, maximum=1_000_000)
+    assert max_size is not None
+    path = _nonempty(r, "authorization.sources.file.path")
+    return AuthorizationSettings(
+        no_match=u.parse_enum("authorization.no_match", r("authorization.no_match"),
+                              ("allow", "deny")),
+        deny_action=u.parse_enum("authorization.deny_action", r("authorization.deny_action"),
+                                 ("ignore", "disconnect")),
+        cache=AuthzCacheSettings(
+            enable=u.parse_bool("authorization.cache.enable", r("authorization.cache.enable")),
+            max_size=max_size),
+        sources=AuthzSourcesSettings(file=FileSourceSettings(
+            enable=u.parse_bool("authorization.sources.file.enable",
+                                r("authorization.sources.file.enable")),
+            path=path)))
 
 
 def _is_parent_of_known(leaf: str) -> bool:

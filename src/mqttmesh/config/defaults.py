@@ -90,6 +90,19 @@ DEFAULTS: dict[str, Any] = {
     "dashboard.listeners.http.enable": True,
     "dashboard.listeners.http.bind": 18083,
     "dashboard.listeners.http.max_connections": 512,
+    "dashboard.default_username": "admin",
+    "dashboard.default_password": "public",
+    "dashboard.token_expired_time": "60m",
+
+    "authentication.enable": False,
+    "authentication.allow_anonymous": True,
+    "authentication.password_hash.iterations": 20000,
+    "authorization.no_match": "allow",
+    "authorization.deny_action": "ignore",
+    "authorization.cache.enable": True,
+    "authorization.cache.max_size": 32,
+    "authorization.sources.file.enable": True,
+    "authorization.sources.file.path": "etc/acl.conf",
 
     "log.console.enable": True,
     "log.console.level": "info",
@@ -123,5 +136,6 @@ LISTENER_TYPES = tuple(LISTENER_DEFAULTS)
 #: The listeners that exist without any configuration: `listeners.TYPE.default`.
 DEFAULT_LISTENERS = LISTENER_TYPES
 
-ENV_ROOTS = frozenset({"node", "cluster", "mqtt", "listeners", "dashboard", "log", "sys_topics"})
+ENV_ROOTS = frozenset({"node", "cluster", "mqtt", "listeners", "dashboard", "log", "sys_topics",
+                       "authentication", "authorization"})
 NODE_KEYS = frozenset(key.split(".", 1)[1] for key in DEFAULTS if key.startswith("node."))

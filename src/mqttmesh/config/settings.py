@@ -29,6 +29,12 @@ __all__ = [
     "ConsoleLogSettings",
     "FileLogSettings",
     "SysTopicsSettings",
+    "AuthenticationSettings",
+    "PasswordHashSettings",
+    "AuthorizationSettings",
+    "AuthzCacheSettings",
+    "AuthzSourcesSettings",
+    "FileSourceSettings",
 ]
 
 
@@ -142,6 +148,50 @@ class ListenerSettings:
 @dataclass(frozen=True, slots=True)
 class DashboardSettings:
     listeners: tuple[ListenerSettings, ...]
+    default_username: str = "admin"       # the admin user created at first start
+    default_password: str = "public"      # its first password (stored hashed in data_dir)
+    token_expired_time: float = 3600.0    # seconds a login token stays valid
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashSettings:
+    iterations: int           # PBKDF2 rounds for new/changed passwords
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationSettings:
+    """`authentication.*` (docs/access.md): the built-in user store."""
+
+    enable: bool
+    allow_anonymous: bool
+    password_hash: PasswordHashSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzCacheSettings:
+    enable: bool
+    max_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileSourceSettings:
+    enable: bool
+    path: str                 # as given (relative paths: to the working directory)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzSourcesSettings:
+    file: FileSourceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationSettings:
+    """`authorization.*` (docs/access.md): ACL file, no_match, deny_action, cache."""
+
+    no_match: str             # "allow" | "deny"
+    deny_action: str          # "ignore" | "disconnect"
+    cache: AuthzCacheSettings
+    sources: AuthzSourcesSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +264,8 @@ class Settings:
     dashboard: DashboardSettings
     log: LogSettings
     sys_topics: SysTopicsSettings
+    authentication: AuthenticationSettings = field(default_factory=lambda: _DEFAULT_AUTHN)
+    authorization: AuthorizationSettings = field(default_factory=lambda: _DEFAULT_AUTHZ)
     config_file: str | None = None        # absolute path of the file read, if any
     warnings: tuple[str, ...] = field(default=())
 
@@ -233,3 +285,11 @@ class Settings:
     def pid_file(self) -> str:
         """`<data_dir>/mqttmesh.pid`: written by the node once listening (contract)."""
         return f"{self.node.data_dir}/mqttmesh.pid"
+
+
+_DEFAULT_AUTHN = AuthenticationSettings(enable=False, allow_anonymous=True,
+                                        password_hash=PasswordHashSettings(iterations=20000))
+_DEFAULT_AUTHZ = AuthorizationSettings(
+    no_match="allow", deny_action="ignore",
+    cache=AuthzCacheSettings(enable=True, max_size=32),
+    sources=AuthzSourcesSettings(file=FileSourceSettings(enable=True, path="etc/acl.conf")))
