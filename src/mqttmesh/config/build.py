@@ -391,4 +391,23 @@ def _listener(type_: str, name: str, user: dict[str, Any],
         bind=u.parse_bind(f"{p}.bind", get("bind")),
         max_connections=u.parse_int(f"{p}.max_connections", get("max_connections"),
                                     minimum=0, allow_infinity=True),
-        ssl_options=ssl_options, websocket=websocket)
+        ssl_options=ssl_options, websocket=websocket,
+        max_conn_rate=_rate(f"{p}.max_conn_rate", get("max_conn_rate")))
+
+
+def _rate(key: str, value: Any) -> float | None:
+    """EMQX's rate form: ``infinity``, ``N`` or ``"N/s"`` / ``"N/m"`` -> per second."""
+    if value == "infinity" or value is None:
+        return None
+    text = str(value).strip().replace(" ", "")
+    per = 1.0
+    if "/" in text:
+        text, unit = text.split("/", 1)
+        per = {"s": 1.0, "1s": 1.0, "m": 60.0, "1m": 60.0, "min": 60.0}.get(unit, 0.0)
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if per == 0.0 or number <= 0 or isinstance(value, bool):
+        raise ConfigError(key, value, "expected infinity, N, \"N/s\" or \"N/m\" (N > 0)")
+    return number / per

@@ -117,7 +117,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Per listener type: key (relative to `listeners.TYPE.NAME`) -> default.
-_COMMON = {"enable": True, "max_connections": "infinity"}
+_COMMON = {"enable": True, "max_connections": "infinity", "max_conn_rate": "infinity"}
 _SSL = {
     "ssl_options.certfile": "",
     "ssl_options.keyfile": "",

@@ -138,6 +138,7 @@ class ListenerSettings:
     max_connections: int | None           # None = infinity
     ssl_options: SslOptions | None        # ssl, wss, https only
     websocket: WebsocketSettings | None   # ws, wss only
+    max_conn_rate: float | None = None    # new connections per second; None = infinity
 
     @property
     def id(self) -> str:

@@ -68,6 +68,7 @@ class ListenerSpec:
     enable: bool = True
     max_connections: int | None = None
     tls: TlsOptions | None = None
+    max_conn_rate: float | None = None      # accepted connections per second, None = no limit
     ws_path: str = "/mqtt"
 
     @property
@@ -140,6 +141,12 @@ def _max_connections(value: object) -> int | None:
     return number if number > 0 else None
 
 
+def _rate(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
 def _spec(ltype: str, name: str, raw: object) -> ListenerSpec:
     key = f"listeners.{ltype}.{name}"
     host, port = parse_bind(_get(raw, "bind"), _DEFAULT_PORTS.get(ltype, 0), f"{key}.bind")
@@ -154,6 +161,7 @@ def _spec(ltype: str, name: str, raw: object) -> ListenerSpec:
         port=port,
         enable=bool(_get(raw, "enable", True)),
         max_connections=_max_connections(_get(raw, "max_connections")),
+        max_conn_rate=_rate(_get(raw, "max_conn_rate")),
         tls=tls,
         ws_path=str(ws_path),
     )
@@ -232,6 +240,12 @@ class Listener:
         """Seconds a connection may take for its TLS / WebSocket handshake."""
         self.links: set[ClientLink] = set()
         self.refused = 0
+        self.refused_rate = 0
+        """Connections refused by ``max_conn_rate`` (also counted in ``refused``)."""
+        rate = spec.max_conn_rate
+        self._tokens = max(rate, 1.0) if rate else 0.0
+        self._tokens_at = loop.time()
+        self._rate_logged_at = -1e9
         self._idle = asyncio.Event()
         self._idle.set()
         self._server: asyncio.Server | None = None
@@ -270,9 +284,29 @@ class Listener:
         if limit is not None and len(self.links) >= limit:
             self.refused += 1
             return False
+        if self.spec.max_conn_rate and not self._take_token():
+            self.refused += 1
+            self.refused_rate += 1
+            return False
         self.links.add(link)
         self._idle.clear()
         return True
+
+    def _take_token(self) -> bool:
+        """Token bucket for ``max_conn_rate`` (burst = one second's worth): EMQX's limiter
+        closes connections beyond the rate; a refusal is logged at most every 10 s."""
+        rate = self.spec.max_conn_rate or 0.0
+        now = self.loop.time()
+        self._tokens = min(max(rate, 1.0), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        if now - self._rate_logged_at >= 10.0:
+            self._rate_logged_at = now
+            log.warning("listener %s: connection refused, above max_conn_rate %g/s "
+                        "(%d refused so far)", self.name, rate, self.refused_rate + 1)
+        return False
 
     def release(self, link: ClientLink) -> None:
         self.links.discard(link)
