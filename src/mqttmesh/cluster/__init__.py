@@ -3,6 +3,7 @@
 from mqttmesh.cluster.handshake import (
     KIND_CTL,
     KIND_NODE,
+    REFUSE,
     SUPPORTED_VERSIONS,
     ClientHandshake,
     PeerInfo,
@@ -21,7 +22,7 @@ from mqttmesh.cluster.wire import (
 
 __all__ = [
     "ClientHandshake", "ServerHandshake", "PeerInfo", "KIND_CTL", "KIND_NODE",
-    "SUPPORTED_VERSIONS",
+    "REFUSE", "SUPPORTED_VERSIONS",
     "Membership", "Member", "MemberStatus", "ClusterStatus",
     "RouteTable", "Delta", "Digest", "ApplyResult", "filter_hash",
     "FrameDecoder", "FrameError", "encode_frame", "v1", "MAX_FRAME", "PRE_AUTH_MAX_FRAME",

@@ -11,9 +11,9 @@ import asyncio
 from typing import Any
 
 from mqttmesh.cluster import KIND_CTL, ClientHandshake
-from mqttmesh.config import dist_port, node_host
-from mqttmesh.errors import ClusterError, HandshakeError
-from mqttmesh.runtime.peer_link import LinkUnreachable, open_link
+from mqttmesh.errors import ClusterError, ConfigError, HandshakeError
+from mqttmesh.runtime.dist_transport import DistTransport
+from mqttmesh.runtime.peer_link import LinkUnreachable
 
 __all__ = [
     "call", "call_sync", "status", "join", "leave", "force_leave", "routes_verify",
@@ -31,10 +31,12 @@ async def call(settings: Any, op: str, args: dict[str, Any] | None = None,
         ClusterError: node unreachable, cookie refused, or the operation failed.
     """
     name = settings.node.name
-    host, port = node_host(name), dist_port(name)
     hs = ClientHandshake(settings.node.cookie, KIND_CTL, name, settings.cluster.name, "ctl")
     try:
-        link = await open_link(host, port, hs, None)
+        transport = DistTransport.from_settings(settings)  # TLS, IPv6, epmd as the node
+        link = await transport.open_link(name, "dist", hs, None)
+    except ConfigError as exc:
+        raise ClusterError(str(exc)) from None
     except LinkUnreachable as exc:
         raise ClusterError(f"node {name} is not running or unreachable ({exc})") from None
     except HandshakeError as exc:

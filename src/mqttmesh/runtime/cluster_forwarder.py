@@ -23,7 +23,7 @@ from mqttmesh.cluster.forwarding import Inbox, Outbox, decode_message, encode_me
 from mqttmesh.config import node_host, rpc_port
 from mqttmesh.errors import HandshakeError
 from mqttmesh.logs import log_event
-from mqttmesh.runtime.peer_link import LinkUnreachable, PeerLink, open_link
+from mqttmesh.runtime.peer_link import LinkUnreachable, PeerLink
 
 if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
@@ -100,7 +100,7 @@ class ClusterForwarder:
             hs = ClientHandshake(service.cookie, KIND_NODE, service.name, service.cluster_name,
                                  service.role)
             try:
-                link = await open_link(host, port, hs, service.host)
+                link = await service.transport.open_link(node, "rpc", hs, service.host)
             except (LinkUnreachable, HandshakeError) as exc:
                 if isinstance(exc, HandshakeError):
                     log_event(log, "warning", "rpc link refused", peer=node,

@@ -22,11 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from mqttmesh.cluster import KIND_NODE, ClientHandshake, Member
 from mqttmesh.cluster.healing import Healer
-from mqttmesh.config import dist_port, node_host
 from mqttmesh.errors import ClusterError
 from mqttmesh.logs import log_event
 from mqttmesh.runtime.cluster_store import write_atomic
-from mqttmesh.runtime.peer_link import open_link
 
 if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
@@ -111,11 +109,10 @@ class ClusterHealth:
 
     async def _probe(self, name: str) -> None:
         s = self.s
-        host, port = node_host(name), dist_port(name)
         while s.running and self.healer.is_cleaned(s.membership, name):
             hs = ClientHandshake(s.cookie, KIND_NODE, s.name, s.cluster_name, s.role)
             try:
-                link = await open_link(host, port, hs, s.host)
+                link = await s.transport.open_link(name, "dist", hs, s.host)
             except (ClusterError, OSError):
                 await asyncio.sleep(PROBE_INTERVAL)
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mqttmesh.cluster import KIND_CTL, KIND_NODE, ClientHandshake, Member, Membership, v1
@@ -19,7 +20,7 @@ from mqttmesh.config import dist_port, node_host, validate_node_name
 from mqttmesh.errors import ClusterError, ConfigError, HandshakeError, ProtocolError
 from mqttmesh.logs import log_event
 from mqttmesh.protocol import validate_topic_name
-from mqttmesh.runtime.peer_link import LinkUnreachable, PeerLink, open_link
+from mqttmesh.runtime.peer_link import LinkUnreachable, PeerLink
 
 if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
@@ -44,6 +45,10 @@ class ClusterOps:
     def __init__(self, service: ClusterService) -> None:
         self.s = service
         self._refused: dict[str, str] = {}  # discovered node -> why its link was refused
+        # ``mgmt.*`` requests (runtime/http_ops.NodeOps), for ctl clients and members;
+        # ``on_joined`` coroutines run after a successful join (user table sync).
+        self.local_ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
+        self.on_joined: list[Callable[[str], Awaitable[None]]] = []
 
     # -- request dispatch ------------------------------------------------------------------
     async def handle_request(self, link: PeerLink, rid: int, op: str,
@@ -60,6 +65,11 @@ class ClusterOps:
 
     async def _request(self, link: PeerLink, op: str,
                        args: dict[str, Any]) -> Any:
+        handler = self.local_ops.get(op) if isinstance(op, str) else None
+        if handler is not None:
+            if link.peer.kind != KIND_CTL and not self.s.membership.is_member(link.peer.name):
+                raise ClusterError(f"{link.peer.name} is not a member of this cluster")
+            return await handler(args if isinstance(args, dict) else {})
         if link.peer.kind == KIND_CTL:
             if op == "status":
                 return self.op_status()
@@ -107,7 +117,7 @@ class ClusterOps:
         host, port = node_host(target), dist_port(target)
         hs = ClientHandshake(self.s.cookie, KIND_NODE, self.s.name, self.s.cluster_name, self.s.role)
         try:
-            link = await open_link(host, port, hs, self.s.host)
+            link = await self.s.transport.open_link(target, "dist", hs, self.s.host)
         except LinkUnreachable as exc:
             log_event(log, "warning", "join failed: node unreachable", node=self.s.name,
                       peer=target, address=f"{host}:{port}")
@@ -159,6 +169,11 @@ class ClusterOps:
         while asyncio.get_running_loop().time() < deadline and \
                 self.s.membership.status().stopped_nodes:
             await asyncio.sleep(0.05)
+        for hook in self.on_joined:
+            try:
+                await hook(target)
+            except Exception:
+                log.exception("join hook failed")
         return self.op_status()
 
     def _dry_run_report(self, target: str, info: Any) -> dict[str, Any]:
@@ -264,7 +279,7 @@ class ClusterOps:
             raise ClusterError(f"invalid node name {target!r}: {exc.reason}") from None
         hs = ClientHandshake(s.cookie, KIND_NODE, s.name, s.cluster_name, s.role)
         try:
-            link = await open_link(node_host(target), dist_port(target), hs, s.host)
+            link = await s.transport.open_link(target, "dist", hs, s.host)
         except HandshakeError as exc:
             raise HandshakeError(str(exc)) from None
         except LinkUnreachable as exc:

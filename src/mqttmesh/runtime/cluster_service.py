@@ -57,13 +57,13 @@ from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_health import ClusterHealth
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
-from mqttmesh.runtime.cluster_store import bind_port, check_identity, load_view, save_view
+from mqttmesh.runtime.cluster_store import check_identity, load_view, save_view
+from mqttmesh.runtime.dist_transport import DistTransport
+from mqttmesh.runtime.epmd import EpmdAgent
 from mqttmesh.runtime.peer_link import (
     HEARTBEAT_INTERVAL,
     LinkUnreachable,
     PeerLink,
-    accept_link,
-    open_link,
 )
 
 __all__ = ["ClusterService", "ClusterStats", "check_identity", "GOSSIP_INTERVAL"]  # check_identity: re-export
@@ -144,9 +144,10 @@ class ClusterService:
         self._tg: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
         self._servers: list[asyncio.base_events.Server] = []
-        self._dist_sock = bind_port(self.host, self.dist_port, "distribution")
+        self.transport = DistTransport.from_settings(settings)  # proto_dist, TLS, epmd
+        self._dist_sock, self.dist_port = self.transport.bind_dist(self.name)
         try:
-            self._rpc_sock = bind_port(self.host, self.rpc_port, "rpc")
+            self._rpc_sock = self.transport.bind(self.host, self.rpc_port, "rpc")
         except ClusterError:
             self._dist_sock.close()
             raise
@@ -171,10 +172,11 @@ class ClusterService:
         spawn = task_group.create_task if task_group is not None else asyncio.create_task
         self._main = spawn(self._run(ready), name="cluster")
         await ready.wait()
-        proto = getattr(self.settings.cluster, "proto_dist", "inet_tcp")
-        if proto != "inet_tcp":
-            log_event(log, "warning", "cluster.proto_dist is not supported yet: links use "
-                      "plain TCP over IPv4", proto_dist=proto)
+        if self.transport.use_epmd:
+            agent = EpmdAgent(self.name, self.host, self.dist_port, self.transport.family,
+                              self.transport.epmd_port)
+            spawn(agent.run(), name="cluster-epmd")
+            await agent.wait_registered(5.0)
         self._start_discovery(spawn)
         log_event(log, "info", "cluster service started", node=self.name,
                   distribution=f"{self.host}:{self.dist_port}",
@@ -288,14 +290,14 @@ class ClusterService:
 
     async def _dist_connector(self, peer: _Peer) -> None:
         name = peer.name
-        host, port = node_host(name), dist_port(name)
+        address = self.transport.address(name)
         backoff = 0.1
         last_refusal = ""
         while self.running and self.membership.is_member(name):
             hs = ClientHandshake(self.cookie, KIND_NODE, self.name, self.cluster_name,
                                  self.role)
             try:
-                link = await open_link(host, port, hs, self.host)
+                link = await self.transport.open_link(name, "dist", hs, self.host)
             except LinkUnreachable:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -304,12 +306,12 @@ class ClusterService:
                 if str(exc) != last_refusal:  # logged once per reason, not every retry
                     last_refusal = str(exc)
                     log_event(log, "warning", f"link refused: {_short(exc)}", peer=name,
-                              address=f"{host}:{port}")
+                              address=address)
                 await asyncio.sleep(max(backoff, 2.0))
                 continue
             if link.peer.name != name:
                 log_event(log, "warning", "link refused: another node answers at the address",
-                          peer=name, address=f"{host}:{port}", answered=link.peer.name)
+                          peer=name, address=address, answered=link.peer.name)
                 link.close("wrong node")
                 await asyncio.sleep(2.0)
                 continue
@@ -332,7 +334,7 @@ class ClusterService:
                            writer: asyncio.StreamWriter) -> None:
         hs = ServerHandshake(self.cookie, self.name, self.cluster_name)
         try:
-            link = await accept_link(reader, writer, hs)
+            link = await self.transport.accept_link(reader, writer, hs)
         except HandshakeError as exc:
             claimed = hs.claimed.name if hs.claimed is not None else "unknown"
             self._log_refusal("link refused", _short(exc), _address(writer), claimed=claimed)
@@ -350,7 +352,7 @@ class ClusterService:
                           writer: asyncio.StreamWriter) -> None:
         hs = ServerHandshake(self.cookie, self.name, self.cluster_name)
         try:
-            link = await accept_link(reader, writer, hs)
+            link = await self.transport.accept_link(reader, writer, hs)
         except HandshakeError as exc:
             self._log_refusal("rpc link refused", _short(exc), _address(writer))
             return

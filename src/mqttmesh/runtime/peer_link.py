@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from mqttmesh.cluster import (
     MAX_FRAME,
     ClientHandshake,
     FrameDecoder,
+    REFUSE,
     PeerInfo,
     ServerHandshake,
     encode_frame,
@@ -239,9 +241,20 @@ async def _read_handshake_msg(reader: asyncio.StreamReader, decoder: FrameDecode
         decoder.receive_data(data)  # raises at once on an oversized frame header
 
 
+Secure = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    return str(getattr(exc, "verify_message", "") or exc.reason or exc).lower()
+
+
 async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str | None,
-                    timeout: float = HANDSHAKE_TIMEOUT) -> PeerLink:
+                    timeout: float = HANDSHAKE_TIMEOUT, *, family: int = 0,
+                    secure: Secure | None = None) -> PeerLink:
     """Connect and authenticate.
+
+    ``family`` restricts the address family (``runtime.dist_transport``); ``secure(writer)``
+    upgrades the connection (TLS) before the cookie handshake, within ``timeout``.
 
     Raises:
         LinkUnreachable: the port cannot be reached.
@@ -250,7 +263,8 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
     local_addr = (local_host, 0) if local_host else None
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, local_addr=local_addr), timeout)
+            asyncio.open_connection(host, port, local_addr=local_addr, family=family),
+            timeout)
     except asyncio.TimeoutError:
         raise LinkUnreachable(f"timed out connecting to {host}:{port}") from None
     except OSError as exc:
@@ -259,6 +273,8 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
     decoder = FrameDecoder()
     try:
         async with asyncio.timeout(timeout):
+            if secure is not None:
+                await secure(writer)
             writer.write(encode_frame([hs.initiate()]))
             while True:
                 reply = hs.receive(await _read_handshake_msg(reader, decoder))
@@ -270,6 +286,9 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
         writer.close()
         raise HandshakeError(f"no handshake answer from {host}:{port} in {timeout:g}s") \
             from None
+    except ssl.SSLError as exc:
+        writer.close()
+        raise HandshakeError(f"TLS handshake failed: {_tls_reason(exc)}") from None
     except (HandshakeError, OSError) as exc:
         writer.close()
         if isinstance(exc, HandshakeError):
@@ -281,8 +300,13 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
 
 
 async def accept_link(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      hs: ServerHandshake, timeout: float = HANDSHAKE_TIMEOUT) -> PeerLink:
+                      hs: ServerHandshake, timeout: float = HANDSHAKE_TIMEOUT, *,
+                      secure: Secure | None = None,
+                      check: Callable[[PeerInfo], str | None] | None = None) -> PeerLink:
     """Authenticate an accepted connection.
+
+    ``secure(writer)`` upgrades it first (TLS); ``check(claimed)`` runs once HELLO is in and
+    returns a reason to refuse the peer for (e.g. its certificate does not name its host).
 
     Raises:
         HandshakeError: with a one-line reason; a REFUSE has been sent when appropriate and
@@ -291,12 +315,22 @@ async def accept_link(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     decoder = FrameDecoder()
     try:
         async with asyncio.timeout(timeout):
+            if secure is not None:
+                await secure(writer)
             while not hs.done:
-                writer.write(encode_frame([hs.receive(await _read_handshake_msg(reader,
-                                                                               decoder))]))
+                reply = hs.receive(await _read_handshake_msg(reader, decoder))
+                if check is not None and hs.claimed is not None:
+                    reason, check = check(hs.claimed), None
+                    if reason is not None:
+                        hs.refusal = [REFUSE, reason]
+                        raise HandshakeError(reason)
+                writer.write(encode_frame([reply]))
     except asyncio.TimeoutError:
         writer.close()
         raise HandshakeError("no handshake in time") from None
+    except ssl.SSLError as exc:
+        writer.transport.abort()
+        raise HandshakeError(f"TLS handshake failed: {_tls_reason(exc)}") from None
     except HandshakeError:
         if hs.refusal is not None:
             with contextlib.suppress(Exception):
