@@ -135,6 +135,10 @@ def foreground(settings: Settings) -> int:
         return 1
     if Node.cluster_factory is None:
         Node.cluster_factory = ClusterService  # every node serves its cluster ports (SPEC §3)
+    if Node.http_app_factory is None:
+        from mqttmesh.api import make_app
+
+        Node.http_app_factory = make_app  # HTTP API + dashboard on dashboard.listeners.http
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop

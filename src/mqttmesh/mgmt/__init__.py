@@ -1,5 +1,6 @@
 """mqttmesh.mgmt: operations used by the cli and the api."""
 
-from mqttmesh.mgmt import cluster
+from mqttmesh.mgmt import admin, cluster, ops
+from mqttmesh.mgmt.admin import AdminError, AdminStore
 
-__all__ = ["cluster"]
+__all__ = ["admin", "cluster", "ops", "AdminError", "AdminStore"]

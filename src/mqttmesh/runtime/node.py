@@ -103,12 +103,14 @@ def build_access(settings: Any) -> tuple[Any, Any, Any]:
 
     users = authenticator = authorizer = None
     authn = getattr(settings, "authentication", None)
-    if authn is not None and getattr(authn, "enable", False):
+    if authn is not None:
+        # opened even with authentication off, so users can be managed before enabling it
         hashing = getattr(authn, "password_hash", None)
         iterations = getattr(hashing, "iterations", None) or access.DEFAULT_ITERATIONS
         users = access.UserStore.open(
             os.path.join(settings.node.data_dir, "authn_users.json"), iterations=iterations
         )
+    if authn is not None and getattr(authn, "enable", False):
         authenticator = access.Authenticator(
             users, allow_anonymous=bool(getattr(authn, "allow_anonymous", True))
         )
@@ -147,6 +149,9 @@ class Node:
 
     cluster_factory: ClassVar[Callable[[Any], ClusterService | None] | None] = None
     """Where the cluster service plugs in: settings -> ClusterService (None: standalone)."""
+    http_app_factory: ClassVar[Callable[[Any], Any] | None] = None
+    """Where the HTTP API plugs in: node -> request handler (``api.make_app``), served on
+    ``dashboard.listeners.http`` by ``runtime.http_server`` (None: no HTTP listener)."""
 
     def __init__(self, settings: Any, cluster: ClusterService | None = None) -> None:
         self.settings = settings
@@ -155,6 +160,7 @@ class Node:
         self.users: Any = None  # access.UserStore when authentication is enabled (for mgmt)
         self.authorizer: Any = None  # access.Authorizer (mgmt: reload)
         self.listeners: list[Listener] = []
+        self.http: Any = None  # runtime.http_server.HttpServer (dashboard listener)
         self.scheduler: FlushScheduler | None = None
         self.started_at: float | None = None  # loop.time() once running
         self._stop_requested = False
@@ -239,6 +245,8 @@ class Node:
                     sys_task = tg.create_task(publisher.run(loop), name="sys-publisher")
                 if self.cluster is not None:
                     await self.cluster.start(self.broker, tg)
+                    self._install_mgmt()
+                await self._start_http()
                 self._write_pid_file()
                 self._started.set()
                 log_event(
@@ -254,6 +262,35 @@ class Node:
             for listener in self.listeners:
                 listener.stop_accepting()
             self._remove_pid_file()
+
+    def _install_mgmt(self) -> None:
+        from mqttmesh.runtime.http_ops import NodeOps
+
+        ops = getattr(self.cluster, "ops", None)
+        if ops is not None and hasattr(ops, "local_ops"):
+            node_ops = NodeOps(self)
+            ops.local_ops.update(node_ops.handlers())
+            ops.on_joined.append(node_ops.on_joined)
+
+    async def _start_http(self) -> None:
+        factory = Node.http_app_factory
+        dashboard = getattr(self.settings, "dashboard", None)
+        spec = next(iter(getattr(dashboard, "listeners", ()) or ()), None)
+        if factory is None or spec is None or not spec.enable:
+            return
+        from mqttmesh.runtime.http_server import HttpServer
+
+        server = HttpServer(spec.bind.host, spec.bind.port, factory(self),
+                            listener_id="http:dashboard", max_connections=spec.max_connections)
+        try:
+            await server.start()
+        except ListenerBindError as exc:
+            log_event(log, "error", "listener cannot bind", listener=exc.listener,
+                      address=exc.address, reason=exc.reason)
+            for started in self.listeners:
+                started.stop_accepting()
+            raise
+        self.http = server
 
     async def _bind_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.scheduler is not None
@@ -288,6 +325,8 @@ class Node:
     async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
         for listener in self.listeners:
             listener.stop_accepting()
+        if self.http is not None:
+            await self.http.stop()
         if self.cluster is not None:
             try:
                 await self.cluster.stop()
