@@ -5,6 +5,11 @@
     mqttmesh ctl cluster routes verify [--json]
     mqttmesh ctl route explain TOPIC [--json]
     mqttmesh ctl routes list [--json]
+    mqttmesh ctl users list [--json] | add USER [--superuser] | passwd USER | delete USER
+    mqttmesh ctl acl reload [--json]
+
+User passwords are read from the terminal (asked twice) or, when stdin is not a terminal,
+from its first line; never from the command line. User changes apply on every running node.
 
 Output follows the EMQX docs (SPEC §1); errors are one line on stderr with exit code 1
 (2 for usage errors).
@@ -68,7 +73,85 @@ def _parser() -> argparse.ArgumentParser:
     rsub = routes.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = rsub.add_parser("list", help="every routed filter and its nodes")
     p.add_argument("--json", action="store_true")
+    users = sub.add_parser("users", help="built-in authentication users (every node)")
+    usub = users.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = usub.add_parser("list", help="every user")
+    p.add_argument("--json", action="store_true")
+    p = usub.add_parser("add", help="add USER (password from stdin or prompt)")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--superuser", action="store_true", help="bypasses the ACL")
+    p.add_argument("--json", action="store_true")
+    p = usub.add_parser("passwd", help="change USER's password (from stdin or prompt)")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--json", action="store_true")
+    for name in ("delete", "del"):
+        p = usub.add_parser(name, help="delete USER")
+        p.add_argument("user", metavar="USER")
+        p.add_argument("--json", action="store_true")
+    acl = sub.add_parser("acl", help="authorization (ACL file)")
+    asub = acl.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = asub.add_parser("reload", help="reload the ACL file on every node")
+    p.add_argument("--json", action="store_true")
     return parser
+
+
+def _read_password(user: str) -> str:
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"Password for {user}: ")
+        if getpass.getpass("Again: ") != first:
+            raise ClusterError("the passwords differ")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n") if sys.stdin is not None else ""
+    if not password:
+        raise ClusterError("empty password")
+    return password
+
+
+def _access(args: argparse.Namespace, settings: Any) -> int:
+    from mqttmesh.mgmt import ops
+
+    if args.group == "acl":
+        result = ops.acl_reload(settings)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for row in result.get("rows", []):
+                if row.get("reloaded"):
+                    print(f"{row['node']}: ACL reloaded ({row.get('rules', 0)} rules)")
+                else:
+                    print(f"{row['node']}: not reloaded: {row.get('reason')}")
+            for node in result.get("unreachable", []):
+                print(f"{node}: unreachable")
+        failed = [r for r in result.get("rows", []) if not r.get("reloaded")
+                  and "no ACL installed" not in str(r.get("reason"))]
+        return 1 if failed or result.get("unreachable") else 0
+    if args.command == "list":
+        rows = ops.users_list(settings)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                print(f"{row['user_id']}{'  (superuser)' if row.get('is_superuser') else ''}")
+        return 0
+    if args.command == "add":
+        result = ops.users_add(settings, args.user, _read_password(args.user), args.superuser)
+        headline = f"User {args.user} added"
+    elif args.command == "passwd":
+        result = ops.users_update(settings, args.user, password=_read_password(args.user))
+        headline = f"Password of {args.user} changed"
+    else:
+        result = ops.users_delete(settings, args.user)
+        headline = f"User {args.user} deleted"
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{headline} on {', '.join(result.get('nodes', []))}.")
+    if result.get("unreachable"):
+        print(f"Not applied on (unreachable): {', '.join(result['unreachable'])}")
+    return 0
 
 
 def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
@@ -82,6 +165,8 @@ def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
 
     action = _describe(args)
     try:
+        if args.group in ("users", "acl"):
+            return _access(args, settings)
         if args.group == "route":
             return _explain(ops.route_explain(settings, args.topic), args.json)
         if args.group == "routes":
@@ -109,6 +194,8 @@ def _describe(args: argparse.Namespace) -> str:
         return "route explain failed"
     if args.group == "routes":
         return "routes list failed"
+    if args.group in ("users", "acl"):
+        return f"{args.group} {args.command} failed"
     return {
         "join": "failed to join the cluster",
         "leave": "failed to leave the cluster",
