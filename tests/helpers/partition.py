@@ -105,9 +105,10 @@ class QosTraffic:
             info = self.pub.paho.publish(self.topic, str(seq).encode(), 1)
             try:
                 info.wait_for_publish(10)
-            except (RuntimeError, ValueError):
-                pass
-            if info.is_published():
+                published = info.is_published()
+            except (RuntimeError, ValueError):  # not connected: its node is gone
+                published = False
+            if published:
                 self.acked.append(seq)
             else:
                 self.unacked += 1
