@@ -194,12 +194,14 @@ async def route_get(ctx: Ctx) -> list[dict[str, Any]]:
 async def retained(ctx: Ctx) -> dict[str, Any]:
     rows, _ = await _rows(ctx, "retained")
     if "topic" in ctx.query:
-        from mqttmesh.protocol import matches
+        from mqttmesh.errors import ProtocolError
+        from mqttmesh.protocol import matches, validate_topic_filter
 
         try:
-            rows = [r for r in rows if matches(ctx.query["topic"], r["topic"])]
-        except Exception:
-            raise ApiError(400, "BAD_REQUEST", "topic is not a valid filter") from None
+            validate_topic_filter(ctx.query["topic"], 128)
+        except ProtocolError as exc:
+            raise ApiError(400, "BAD_REQUEST", f"topic is not a valid filter: {exc}") from None
+        rows = [r for r in rows if matches(ctx.query["topic"], r["topic"])]
     return _page(ctx, rows)
 
 

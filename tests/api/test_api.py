@@ -1,0 +1,247 @@
+"""HTTP API against a real three-node cluster: every endpoint answers with rows from every
+node; kick, users and force-leave act cluster-wide; bad input gives 4xx JSON; auth required.
+
+Tests run in file order on one module-scoped cluster; force-leave (which shrinks it) is last.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.parse
+
+import pytest
+
+from tests.api.conftest import Api, ApiCluster
+from tests.cluster.cluster_nodes import ctl, status_of
+from tests.helpers import Client, ConnectFailed
+from tests.helpers.clients import unique
+from tests.helpers.nodes import wait_until
+
+V5 = "/api/v5"
+GETS = ["/nodes", "/cluster", "/clients", "/subscriptions", "/routes", "/topics",
+        "/mqtt/retainer/messages", "/stats", "/metrics", "/prometheus/stats", "/api_key",
+        "/authentication/password_based:built_in_database/users"]
+
+
+def test_auth_required(api_cluster: ApiCluster) -> None:
+    api = api_cluster.apis[0]
+    for path in GETS:
+        answer = api.request("GET", V5 + path, auth=False)
+        assert answer.status == 401, path
+        assert set(answer.json()) == {"code", "message"}
+    assert api.request("GET", V5 + "/nodes", auth=False,
+                       headers={"Authorization": "Bearer nonsense"}).status == 401
+    bad = api.request("POST", V5 + "/login", {"username": "admin", "password": "wrong"},
+                      auth=False)
+    assert bad.status == 401 and bad.json()["code"] == "BAD_USERNAME_OR_PWD"
+    # the admin password is stored hashed, never in the clear
+    for node in api_cluster.nodes:
+        text = (node.data_dir / "dashboard_users.json").read_text()
+        assert "public" not in text and "pbkdf2_sha256" in text
+    spec = api.get(V5 + "/openapi.json", auth=False)
+    assert spec["openapi"].startswith("3.")
+    assert {p.removeprefix(V5) for p in spec["paths"]} >= set(GETS)
+
+
+def test_every_endpoint_has_rows_from_every_node(api_cluster: ApiCluster) -> None:
+    names = api_cluster.names
+    prefix = unique("api")
+    clients = []
+    try:
+        for node in api_cluster.nodes:
+            c = Client(node.port, host=node.host, version=5, client_id=f"{prefix}-{node.host}",
+                       session_expiry=300)
+            c.connect()
+            c.subscribe(f"{prefix}/{node.host}/#", qos=1)
+            clients.append(c)
+        api = api_cluster.apis[1]
+        nodes = api.get(V5 + "/nodes")
+        assert sorted(n["node"] for n in nodes) == names
+        assert all(n["node_status"] == "running" for n in nodes)
+        one = api.get(V5 + "/nodes/" + urllib.parse.quote(names[2]))
+        assert one["node"] == names[2] and one["connections"] >= 1
+        cluster = api.get(V5 + "/cluster")
+        assert cluster["running_nodes"] == names and cluster["stopped_nodes"] == []
+
+        rows = api.get(V5 + f"/clients?like_clientid={prefix}")["data"]
+        assert sorted(r["node"] for r in rows) == names
+        assert all(r["connected"] for r in rows)
+        for node in names:
+            page = api.get(V5 + f"/clients?node={urllib.parse.quote(node)}&like_clientid={prefix}")
+            assert [r["node"] for r in page["data"]] == [node]
+        single = api.get(V5 + f"/clients/{prefix}-127.0.0.3")
+        assert single["node"].endswith("@127.0.0.3")
+
+        subs = [r for r in api.get(V5 + "/subscriptions?limit=1000")["data"]
+                if r["clientid"].startswith(prefix)]
+        assert sorted(r["node"] for r in subs) == names
+        assert api.get(V5 + f"/subscriptions?match_topic={prefix}/127.0.0.2/x")["meta"]["count"] == 1
+
+        def routed() -> list[str]:
+            rows = api.get(V5 + "/routes?limit=10000")["data"]
+            return sorted(r["node"] for r in rows if r["topic"].startswith(prefix))
+        wait_until(lambda: routed() == names, 5, what="routes of every node")
+        topics = api.get(V5 + "/topics?limit=10000")["data"]
+        assert sorted(r["node"] for r in topics if r["topic"].startswith(prefix)) == names
+        route = api.get(V5 + "/routes/" + urllib.parse.quote(f"{prefix}/127.0.0.1/#", safe=""))
+        assert route[0]["node"].endswith("@127.0.0.1")
+
+        # publish through the API on node 1 reaches a subscriber on node 3; retained everywhere
+        sent = api_cluster.apis[0].request("POST", V5 + "/publish", {
+            "topic": f"{prefix}/127.0.0.3/r", "payload": "hello", "qos": 1, "retain": True})
+        assert sent.status == 200, sent.body
+        assert clients[2].expect(topic=f"{prefix}/127.0.0.3/r").payload == b"hello"
+        for other in api_cluster.apis:
+            def has_retained(other: Api = other) -> bool:
+                rows = other.get(V5 + f"/mqtt/retainer/messages?topic={prefix}/%23")["data"]
+                return [r["topic"] for r in rows] == [f"{prefix}/127.0.0.3/r"]
+            wait_until(has_retained, 5, what="retained replicated")
+        enc = urllib.parse.quote(f"{prefix}/127.0.0.3/r", safe="")
+        assert api.get(V5 + f"/mqtt/retainer/message/{enc}")["payload"] == "aGVsbG8="
+        assert api.request("DELETE", V5 + f"/mqtt/retainer/message/{enc}").status == 204
+        wait_until(lambda: api_cluster.apis[2].request(
+            "GET", V5 + f"/mqtt/retainer/message/{enc}").status == 404, 5,
+            what="retained delete replicated")
+
+        stats = api.get(V5 + "/stats")
+        assert sorted(r["node"] for r in stats) == names
+        assert api.get(V5 + "/stats?aggregate=true")["connections.count"] >= 3
+        metrics = api.get(V5 + "/metrics")
+        assert sorted(r["node"] for r in metrics) == names
+        assert all(set(r["cluster.link_up"].values()) == {1} for r in metrics)
+        prom = api.request("GET", V5 + "/prometheus/stats")
+        assert prom.status == 200 and prom.headers["content-type"].startswith("text/plain")
+        text = prom.body.decode()
+        for name in names:
+            assert f'mqttmesh_connections_count{{node="{name}"' in text
+            assert f'mqttmesh_node_up{{node="{name}"}} 1' in text
+        assert "mqttmesh_messages_received{" in text and "mqttmesh_bytes_sent{" in text
+        assert text.count("mqttmesh_cluster_link_up{") == 6
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_kick_acts_cluster_wide(api_cluster: ApiCluster) -> None:
+    node3 = api_cluster.nodes[2]
+    client_id = unique("kick")
+    c = Client(node3.port, host=node3.host, version=5, client_id=client_id)
+    c.connect()
+    try:
+        api = api_cluster.apis[0]  # the request goes to node 1
+        assert api.request("DELETE", V5 + f"/clients/{client_id}").status == 204
+        wait_until(c._disconnected.is_set, 5, what="client kicked")
+        assert c.disconnect_rc == 0x98  # Administrative action
+        wait_until(lambda: api.request("GET", V5 + f"/clients/{client_id}").status == 404, 5,
+                   what="client gone")
+        gone = api.request("DELETE", V5 + f"/clients/{client_id}")
+        assert gone.status == 404 and gone.json()["code"] == "CLIENTID_NOT_FOUND"
+    finally:
+        c.close()
+
+
+def test_users_replicated_to_every_node(api_cluster: ApiCluster) -> None:
+    users = V5 + "/authentication/password_based:built_in_database/users"
+    user = unique("u")
+    added = api_cluster.apis[0].request("POST", users, {"user_id": user, "password": "s3cret"})
+    assert added.status == 201, added.body
+    assert sorted(added.json()["nodes"]) == api_cluster.names
+    for node in api_cluster.nodes:
+        with Client(node.port, host=node.host, version=5, username=user, password="s3cret") as c:
+            c.connect()
+        bad = Client(node.port, host=node.host, version=5, username=user, password="nope")
+        with pytest.raises(ConnectFailed) as info:
+            bad.connect()
+        bad.close()
+        assert info.value.reason_code == 0x86
+        assert "s3cret" not in (node.data_dir / "authn_users.json").read_text()
+    # ctl on another node sees it; passwd via ctl (stdin) applies everywhere
+    listed = ctl(api_cluster.nodes[1], "users", "list", "--json")
+    assert user in [r["user_id"] for r in json.loads(listed.out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mqttmesh", "ctl", "-c", str(api_cluster.nodes[1].config_path),
+         "users", "passwd", user], input="changed\n", capture_output=True, text=True,
+        env=api_cluster.nodes[1].environment(), timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    node3 = api_cluster.nodes[2]
+    with Client(node3.port, host=node3.host, version=5, username=user, password="changed") as c:
+        c.connect()
+    assert api_cluster.apis[2].request("DELETE", f"{users}/{user}").status == 204
+    for api in api_cluster.apis:
+        assert api.request("GET", f"{users}/{user}").status == 404
+    assert ctl(node3, "acl", "reload").code == 0
+
+
+def test_api_keys_basic_auth(api_cluster: ApiCluster) -> None:
+    api = api_cluster.apis[0]
+    name = unique("key").replace("-", "_")
+    created = api.request("POST", V5 + "/api_key", {"name": name, "desc": "test"})
+    assert created.status == 200, created.body
+    key, secret = created.json()["api_key"], created.json()["api_secret"]
+    assert api.get(V5 + "/nodes", auth=(key, secret))
+    assert api.request("GET", V5 + "/nodes", auth=(key, "wrong")).status == 401
+    assert secret not in (api_cluster.nodes[0].data_dir / "api_keys.json").read_text()
+    assert "api_secret" not in api.get(V5 + f"/api_key/{name}")
+    assert api.request("POST", V5 + "/api_key", {"name": name}).status == 400
+    assert api.request("DELETE", V5 + f"/api_key/{name}").status == 204
+    assert api.request("GET", V5 + "/nodes", auth=(key, secret)).status == 401
+
+
+@pytest.mark.parametrize("method,path,body,raw,status", [
+    ("POST", "/login", None, b"{not json", 400),
+    ("POST", "/login", {"username": 1, "password": "x"}, None, 400),
+    ("POST", "/login", {}, None, 400),
+    ("POST", "/publish", {"topic": "a/+", "payload": "x"}, None, 400),
+    ("POST", "/publish", {"topic": "a", "qos": 3}, None, 400),
+    ("POST", "/publish", {"topic": "a", "payload": "%%", "payload_encoding": "base64"}, None,
+     400),
+    ("POST", "/publish", [1, 2], None, 400),
+    ("GET", "/clients?page=0", None, None, 400),
+    ("GET", "/clients?limit=abc", None, None, 400),
+    ("GET", "/clients?conn_state=weird", None, None, 400),
+    ("GET", "/stats?aggregate=maybe", None, None, 400),
+    ("GET", "/nodes/nobody@127.0.0.9", None, None, 404),
+    ("GET", "/no/such/endpoint", None, None, 404),
+    ("PUT", "/nodes", None, None, 405),
+    ("POST", "/cluster/join", {"node": "not a node name"}, None, 400),
+    ("POST", "/cluster/join", {}, None, 400),
+    ("DELETE", "/cluster/nobody@127.0.0.9", None, None, 400),
+    ("GET", "/mqtt/retainer/messages?topic=a/%23/b", None, None, 400),
+    ("GET", "/subscriptions?qos=7", None, None, 400),
+    ("POST", "/authentication/password_based:built_in_database/users", {"user_id": "x"}, None,
+     400),
+    ("PUT", "/authentication/password_based:built_in_database/users/nobody", {}, None, 404),
+])
+def test_bad_requests_get_4xx_json(api_cluster: ApiCluster, method, path, body, raw,
+                                   status) -> None:
+    answer = api_cluster.apis[0].request(method, V5 + path, body, raw=raw)
+    assert answer.status == status, answer.body
+    doc = answer.json()
+    assert isinstance(doc["code"], str) and isinstance(doc["message"], str)
+
+
+def test_malformed_http_gets_400(api_cluster: ApiCluster) -> None:
+    import socket
+
+    api = api_cluster.apis[0]
+    with socket.create_connection((api.host, api.port), timeout=5) as sock:
+        sock.sendall(b"GARBAGE \x00\x01 nonsense\r\n\r\n")
+        data = sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 400")
+    assert api.get(V5 + "/cluster")  # still serving
+
+
+def test_static_dashboard_files(api_cluster: ApiCluster) -> None:
+    api = api_cluster.apis[0]
+    index = api.request("GET", "/", auth=False)
+    assert index.status == 200 and b"<canvas" in index.body
+    for name, api_path in (("app.js", b"/api/v5"), ("style.css", b"body")):
+        answer = api.request("GET", f"/{name}", auth=False)
+        assert answer.status == 200 and api_path in answer.body
+    js = api.request("GET", "/app.js", auth=False).body.decode()
+    for used in ("/login", "/nodes", "/metrics?aggregate=true", "/clients", "/subscriptions",
+                 "/routes", "/mqtt/retainer/messages", "/cluster/"):
+        assert used in js  # every call the dashboard makes is an endpoint tested here
+    assert api.request("GET", "/../pyproject.toml", auth=False).status == 404
