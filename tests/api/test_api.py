@@ -245,3 +245,96 @@ def test_static_dashboard_files(api_cluster: ApiCluster) -> None:
                  "/routes", "/mqtt/retainer/messages", "/cluster/"):
         assert used in js  # every call the dashboard makes is an endpoint tested here
     assert api.request("GET", "/../pyproject.toml", auth=False).status == 404
+
+
+def _browser():
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.skip("Debian chromium / chromium-driver not installed")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+                "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def test_dashboard_in_headless_chromium(api_cluster: ApiCluster, tmp_path) -> None:
+    """Log in, see all three nodes running and a live message rate; screenshot saved."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser()
+    n1, n3 = api_cluster.nodes[0], api_cluster.nodes[2]
+    topic = unique("dash")
+    sub = Client(n3.port, host=n3.host, version=5)
+    pub = Client(n1.port, host=n1.host, version=5)
+    stop = threading.Event()
+    try:
+        sub.connect()
+        sub.subscribe(f"{topic}/#")
+        pub.connect()
+
+        def traffic() -> None:
+            while not stop.wait(0.02):
+                pub.paho.publish(f"{topic}/x", b"tick", qos=0)
+        thread = threading.Thread(target=traffic, daemon=True)
+        thread.start()
+        api = api_cluster.apis[0]
+        driver.get(api.base + "/")
+        wait = WebDriverWait(driver, 15)
+        driver.find_element(By.ID, "username").clear()
+        driver.find_element(By.ID, "username").send_keys("admin")
+        driver.find_element(By.ID, "password").send_keys("public")
+        driver.find_element(By.ID, "login-button").click()
+
+        def rows(_d):
+            cells = driver.find_elements(By.CSS_SELECTOR, "#nodes-table tbody tr.running td:first-child")
+            return sorted(c.text for c in cells)
+        wait.until(lambda d: rows(d) == api_cluster.names)
+        wait.until(lambda d: float(d.find_element(By.ID, "t-in").text or "0") > 0
+                   if d.find_element(By.ID, "t-in").text not in ("-", "") else False)
+        assert driver.find_element(By.ID, "t-nodes").text == "3 / 3"
+        wait.until(lambda d: d.execute_script("return samples.length") >= 3)  # chart has a line
+        driver.save_screenshot(str(tmp_path / "dashboard.png"))
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+        # other tabs render rows from the API
+        driver.get(api.base + "/#subscriptions")
+        wait.until(lambda d: any(topic in td.text for td in d.find_elements(
+            By.CSS_SELECTOR, "#subscriptions-table td")))
+        driver.get(api.base + "/#routes")
+        wait.until(lambda d: any(topic in td.text for td in d.find_elements(
+            By.CSS_SELECTOR, "#routes-table td")))
+        driver.save_screenshot(str(tmp_path / "routes.png"))
+    finally:
+        stop.set()
+        driver.quit()
+        sub.close()
+        pub.close()
+
+
+def test_force_leave_acts_cluster_wide(api_cluster: ApiCluster) -> None:
+    """Last test: node 3 dies, force-leave through node 1's API removes it everywhere."""
+    n1, n2, n3 = api_cluster.nodes
+    n3.kill()
+    api = api_cluster.apis[0]
+    wait_until(lambda: api.get(V5 + "/cluster")["stopped_nodes"] == [n3.name], 15,
+               what="node 3 stopped")
+    nodes = {n["node"]: n["node_status"] for n in api.get(V5 + "/nodes")}
+    assert nodes[n3.name] == "stopped"
+    answer = api.request("DELETE", V5 + "/cluster/" + urllib.parse.quote(n3.name))
+    assert answer.status == 200, answer.body
+    both = sorted([n1.name, n2.name])
+    for node in (n1, n2):
+        wait_until(lambda node=node: status_of(node) == {"running_nodes": both,
+                                                         "stopped_nodes": []}, 10,
+                   what="force-leave seen everywhere")
+    assert sorted(n["node"] for n in api_cluster.apis[1].get(V5 + "/nodes")) == both
