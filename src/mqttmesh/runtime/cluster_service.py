@@ -48,6 +48,7 @@ from mqttmesh.cluster import (
     ServerHandshake,
     v1,
 )
+from mqttmesh.cluster.wire import session_ops
 from mqttmesh.config import dist_port, node_host, rpc_port
 from mqttmesh.discovery import DiscoveryLoop, discovery_config_from_settings, make_strategy
 from mqttmesh.errors import ClusterError, HandshakeError
@@ -57,6 +58,7 @@ from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_health import ClusterHealth
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
+from mqttmesh.runtime.cluster_sessions import ClusterSessions
 from mqttmesh.runtime.cluster_store import check_identity, load_view, save_view
 from mqttmesh.runtime.dist_transport import DistTransport
 from mqttmesh.runtime.epmd import EpmdAgent
@@ -131,6 +133,7 @@ class ClusterService:
         self.ops = ClusterOps(self)
         self.barriers = RouteBarriers()
         self.retained = RetainedReplicator(self)
+        self.sessions = ClusterSessions(self)  # client registry, takeover (issue 6)
         self.health = ClusterHealth(self)  # autoclean + autoheal (docs/faults.md)
         self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
@@ -165,9 +168,12 @@ class ClusterService:
         if self.broker is not None:
             for topic_filter in list(self.broker.local_filters()):
                 self.routes.add_local(topic_filter)
-        self._servers.append(await asyncio.start_server(self._accept_dist,
-                                                        sock=self._dist_sock))
-        self._servers.append(await asyncio.start_server(self._accept_rpc, sock=self._rpc_sock))
+        self._servers.append(await self.transport.serve(
+            self._accept_dist, self._dist_sock,
+            lambda address, reason: self._log_refusal("link refused", reason, address)))
+        self._servers.append(await self.transport.serve(
+            self._accept_rpc, self._rpc_sock,
+            lambda address, reason: self._log_refusal("rpc link refused", reason, address)))
         ready = asyncio.Event()
         spawn = task_group.create_task if task_group is not None else asyncio.create_task
         self._main = spawn(self._run(ready), name="cluster")
@@ -224,6 +230,8 @@ class ClusterService:
             self._queue_delta(delta)
 
     def route_removed(self, topic_filter: str) -> None:
+        if self.sessions.defer_route_removal(topic_filter):
+            return  # a session is being handed over: removed when the hand-off ends
         delta = self.routes.remove_local(topic_filter)
         if delta is not None:
             self._queue_delta(delta)
@@ -232,6 +240,14 @@ class ClusterService:
         if message.retain:
             self.retained.local(message)
         self.forwarder.forward(message)
+        if self.sessions.handoffs:
+            self.sessions.on_message(message, True)
+
+    def session_connecting(self, client_id: str, clean_start: bool) -> bool:
+        return self.sessions.session_connecting(client_id, clean_start)
+
+    def session_ended(self, client_id: str) -> None:
+        self.sessions.session_ended(client_id)
 
     def _queue_delta(self, delta: Any) -> None:
         self._pending_deltas.append(delta)
@@ -430,6 +446,8 @@ class ClusterService:
             self._on_view(link, msg[1], member)
         elif kind == v1.BYE:
             self._on_bye(sender, msg[2])
+        elif kind == v1.REQUEST and msg[2].startswith(session_ops.PREFIX):
+            self.sessions.on_request(link, msg[1], msg[2], msg[3])
         elif kind == v1.REQUEST:
             await self.ops.handle_request(link, msg[1], msg[2], msg[3])
         elif not member:
@@ -576,6 +594,7 @@ class ClusterService:
         self._stop_peer(name, "node left")
         self.routes.purge(name)
         self.barriers.gone(name)
+        self.sessions.node_gone(name)
 
     def broadcast_view(self) -> None:
         view = [v1.VIEW, self.health.wire_view()]

@@ -186,6 +186,20 @@ class DistTransport:
         raise ClusterError(f"no free distribution port on {host} in node.dist_listen_min.."
                            f"node.dist_listen_max ({lo}..{hi}) (epmd mode)")
 
+    async def serve(self, callback: Any, sock: socket.socket,
+                    on_refused: Any = None) -> Any:
+        """Serve ``callback(reader, writer)`` on ``sock`` (an object with ``close()``).
+
+        With TLS the server side handshake runs before ``callback`` (on the raw accepted
+        socket: no byte can be read in clear first), within the link handshake deadline;
+        a failure calls ``on_refused(address, reason)`` and closes the socket.
+        """
+        if self.server_ctx is None:
+            return await asyncio.start_server(callback, sock=sock)
+        server = _TlsServer(self.server_ctx, sock, callback, on_refused)
+        server.start()
+        return server
+
     # -- connecting ------------------------------------------------------------------------
     async def resolve(self, target: str, which: str = DIST) -> tuple[str, int]:
         """``(host, port)`` of ``target``'s distribution or RPC port.
@@ -236,11 +250,6 @@ class DistTransport:
         """Authenticate an accepted connection (TLS first with ``inet_tls``)."""
         if self.server_ctx is None:
             return await accept_link(reader, writer, hs, timeout)
-        ctx = self.server_ctx
-
-        async def secure(w: asyncio.StreamWriter) -> None:
-            await w.start_tls(ctx)
-
         def check(claimed: PeerInfo) -> str | None:
             if not self.verify_peer or self.server_name == "":
                 return None
@@ -257,7 +266,63 @@ class DistTransport:
                         f"node name the peer claims ({claimed.name[:100]})")
             return None
 
-        return await accept_link(reader, writer, hs, timeout, secure=secure, check=check)
+        return await accept_link(reader, writer, hs, timeout, check=check)
+
+
+class _TlsServer:
+    """Accepts raw sockets and runs the server side of TLS on each before the callback."""
+
+    def __init__(self, ctx: ssl.SSLContext, sock: socket.socket, callback: Any,
+                 on_refused: Any) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.callback = callback
+        self.on_refused = on_refused
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._spawn(self._accept_loop())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.sock.close()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(self.sock)
+            except OSError:
+                await asyncio.sleep(0.1)  # EMFILE and the like: do not spin
+                continue
+            self._spawn(self._handle(conn, addr))
+
+    async def _handle(self, conn: socket.socket, addr: Any) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock=conn, ssl=self.ctx,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            conn.close()
+            if self.on_refused is not None:
+                if isinstance(exc, ssl.SSLError):
+                    reason = str(getattr(exc, "verify_message", "") or exc.reason or exc)
+                else:
+                    reason = str(exc) or type(exc).__name__
+                address = format_address(addr[0], addr[1]) if isinstance(addr, tuple) else "?"
+                self.on_refused(address, f"TLS handshake failed: {reason.lower()}")
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self.callback(reader, writer)
 
 
 def _tls_contexts(ssl_dist: Any) -> dict[str, Any]:
