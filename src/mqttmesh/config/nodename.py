@@ -59,6 +59,9 @@ def validate_node_name(name: object, key: str = "node.name") -> str:
         raise ConfigError(key, name, "expected name@host, e.g. mqttmesh@127.0.0.1")
     if not _NAME_PART.match(part):
         raise ConfigError(key, name, "the name part may only contain letters, digits, _ . -")
+    if host.startswith("[") and host.endswith("]"):
+        raise ConfigError(key, name, "write an IPv6 host without brackets, as Erlang does: "
+                          f"{part}@{host[1:-1]}")
     if not _is_ip(host):
         labels = host.split(".")
         if len(labels) < 2 or len(host) > 253 or not all(_LABEL.match(x) for x in labels) \

@@ -181,7 +181,7 @@ class ClusterService:
         if self.transport.use_epmd:
             agent = EpmdAgent(self.name, self.host, self.dist_port, self.transport.family,
                               self.transport.epmd_port)
-            spawn(agent.run(), name="cluster-epmd")
+            self._epmd_task = spawn(agent.run(), name="cluster-epmd")
             await agent.wait_registered(5.0)
         self._start_discovery(spawn)
         log_event(log, "info", "cluster service started", node=self.name,
@@ -195,6 +195,8 @@ class ClusterService:
             return
         self.running = False
         self.health.stop()
+        if getattr(self, "_epmd_task", None) is not None:
+            self._epmd_task.cancel()  # unregisters (or stops serving the port mapper)
         if self._discovery is not None:
             self._discovery.stop()
         for server in self._servers:

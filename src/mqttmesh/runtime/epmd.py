@@ -117,8 +117,8 @@ class PortMapper:
 
     async def _alive2(self, body: bytes, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
-        _, port, _, _, _, _, nlen = struct.unpack(">BHBBHHH", body[:13])
-        alive = body[13:13 + nlen].decode(errors="replace")
+        _, port, _, _, _, _, nlen = struct.unpack(">BHBBHHH", body[:11])
+        alive = body[11:11 + nlen].decode(errors="replace")
         if not alive or not _is_local(writer) or alive in self.ports:
             writer.write(bytes([ALIVE2_X_RESP, 1]) + struct.pack(">I", 0))
             return
