@@ -247,6 +247,32 @@ def test_static_dashboard_files(api_cluster: ApiCluster) -> None:
     assert api.request("GET", "/../pyproject.toml", auth=False).status == 404
 
 
+def test_joiner_takes_the_user_table(api_cluster: ApiCluster, tmp_path) -> None:
+    """A node that joins gets the users of the cluster (snapshot on join)."""
+    from tests.cluster.cluster_nodes import ClusterNode
+
+    users = V5 + "/authentication/password_based:built_in_database/users"
+    user = unique("j")
+    assert api_cluster.apis[0].request("POST", users, {"user_id": user,
+                                                       "password": "pw"}).status == 201
+    offset = api_cluster.nodes[0].name.split("@")[0].removeprefix("mqttmesh")
+    joiner = ClusterNode(tmp_path / "n4", name=f"mqttmesh{offset}@127.0.0.4", config=(
+        "authentication.enable = true\nauthentication.password_hash.iterations = 1000\n"))
+    joiner.start(20)
+    try:
+        assert ctl(joiner, "users", "list", "--json").out.strip() == "[]"
+        assert ctl(joiner, "cluster", "join", api_cluster.nodes[0].name).code == 0
+        listed = json.loads(ctl(joiner, "users", "list", "--json").out)
+        assert user in [r["user_id"] for r in listed]
+        with Client(joiner.port, host=joiner.host, version=5, username=user, password="pw") as c:
+            c.connect()
+        assert ctl(joiner, "cluster", "leave").code == 0
+    finally:
+        joiner.stop(timeout=5)
+    wait_until(lambda: api_cluster.apis[0].get(V5 + "/cluster")["running_nodes"]
+               == api_cluster.names, 10, what="joiner gone")
+
+
 def _browser():
     import shutil
 
@@ -296,23 +322,27 @@ def test_dashboard_in_headless_chromium(api_cluster: ApiCluster, tmp_path) -> No
         driver.find_element(By.ID, "password").send_keys("public")
         driver.find_element(By.ID, "login-button").click()
 
-        def rows(_d):
-            cells = driver.find_elements(By.CSS_SELECTOR, "#nodes-table tbody tr.running td:first-child")
-            return sorted(c.text for c in cells)
-        wait.until(lambda d: rows(d) == api_cluster.names)
-        wait.until(lambda d: float(d.find_element(By.ID, "t-in").text or "0") > 0
-                   if d.find_element(By.ID, "t-in").text not in ("-", "") else False)
-        assert driver.find_element(By.ID, "t-nodes").text == "3 / 3"
-        wait.until(lambda d: d.execute_script("return samples.length") >= 3)  # chart has a line
+        def js(script: str):  # read the DOM in one go: tables are re-rendered every second
+            return driver.execute_script(script)
+        wait.until(lambda d: sorted(js(
+            "return [...document.querySelectorAll('#nodes-table tbody tr.running "
+            "td:first-child')].map(e => e.textContent)")) == api_cluster.names)
+
+        def rate() -> float:
+            text = js("return document.getElementById('t-in').textContent")
+            return float(text) if text not in ("-", "") else 0.0
+        wait.until(lambda d: rate() > 0)
+        assert js("return document.getElementById('t-nodes').textContent") == "3 / 3"
+        wait.until(lambda d: js("return samples.length") >= 3)  # the chart has a line
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         # other tabs render rows from the API
         driver.get(api.base + "/#subscriptions")
-        wait.until(lambda d: any(topic in td.text for td in d.find_elements(
-            By.CSS_SELECTOR, "#subscriptions-table td")))
+        wait.until(lambda d: topic in js(
+            "return document.getElementById('subscriptions-table').textContent"))
         driver.get(api.base + "/#routes")
-        wait.until(lambda d: any(topic in td.text for td in d.find_elements(
-            By.CSS_SELECTOR, "#routes-table td")))
+        wait.until(lambda d: topic in js(
+            "return document.getElementById('routes-table').textContent"))
         driver.save_screenshot(str(tmp_path / "routes.png"))
     finally:
         stop.set()
