@@ -15,8 +15,9 @@ One ``DistTransport`` per node (and per ``ctl`` run), built from ``Settings`` by
   against the host of the node it dials (or ``server_name_indication`` when set; ``disable``
   turns the name check off), the server checks the client's certificate against the host of
   the node name the client claims in HELLO (refused before the cookie challenge). TLS
-  handshakes happen inside the link's handshake deadline and failures are ``HandshakeError``\\s
-  (logged as refusals with the peer address), not "unreachable".
+  handshake runs on the raw accepted socket before any byte is read in clear (``serve``),
+  within the 5 s handshake deadline; failures are refusals logged with the peer address
+  (``HandshakeError`` on the dialling side), not "unreachable".
 * **ports**: by default the SPEC §3 rule (4370/5370 + offset). With ``WITH_EPMD=1`` the
   distribution port is the first free one in ``node.dist_listen_min..max`` and is found by
   peers and ``ctl`` through the port mapper on 4369 of the peer's host (``runtime.epmd``);
@@ -247,9 +248,12 @@ class DistTransport:
 
     async def accept_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                           hs: ServerHandshake, timeout: float = HANDSHAKE_TIMEOUT) -> PeerLink:
-        """Authenticate an accepted connection (TLS first with ``inet_tls``)."""
+        """Authenticate a connection accepted by ``serve`` (with ``inet_tls`` TLS is already
+        up: the peer certificate's name is checked once HELLO says who the peer claims to
+        be, before the cookie challenge)."""
         if self.server_ctx is None:
             return await accept_link(reader, writer, hs, timeout)
+
         def check(claimed: PeerInfo) -> str | None:
             if not self.verify_peer or self.server_name == "":
                 return None
