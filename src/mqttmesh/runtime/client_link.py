@@ -75,7 +75,7 @@ class _Channel(Protocol):
 class FlushScheduler:
     """Flushes every link written to during one loop iteration, with one ``call_soon``."""
 
-    __slots__ = ("_loop", "_dirty", "_scheduled", "dropped_qos0")
+    __slots__ = ("_loop", "_dirty", "_scheduled", "dropped_qos0", "_drop_logged_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -83,6 +83,18 @@ class FlushScheduler:
         self._scheduled = False
         self.dropped_qos0 = 0
         """QoS 0 PUBLISH packets dropped because their link's write buffer was full."""
+        self._drop_logged_at = -1e9
+
+    def count_drop(self, link: ClientLink) -> None:
+        """One QoS 0 PUBLISH dropped for a congested link: counted, logged at most every
+        10 s (with the running total) so a flood of drops cannot flood the log."""
+        self.dropped_qos0 += 1
+        now = self._loop.time()
+        if now - self._drop_logged_at >= 10.0:
+            self._drop_logged_at = now
+            log.warning("slow subscriber: QoS 0 messages dropped for a connection with "
+                        "more than %d bytes unsent (%s; %d dropped in total)",
+                        WRITE_HIGH_WATER, link.peer, self.dropped_qos0)
 
     def mark(self, link: ClientLink) -> None:
         self._dirty.append(link)
@@ -198,7 +210,7 @@ class ClientLink(asyncio.Protocol):
         if (
             self._congested or self._buffered + self._pending_bytes > WRITE_HIGH_WATER
         ) and _is_qos0_publish(data):
-            self._scheduler.dropped_qos0 += 1
+            self._scheduler.count_drop(self)
             return
         self._pending_bytes += len(data)
         pending = self._pending
