@@ -76,7 +76,10 @@ def test_bind_error_names_listener_and_address(tmp_path):
 def test_access_absent_from_settings_means_open_broker(tmp_path):
     from mqttmesh.runtime.node import build_access
 
-    assert build_access(_settings(tmp_path)) == (None, None, None)
+    # default settings: authentication off, no ACL file, no_match = allow -> nothing decides
+    # (the user store is still opened, so users can be managed before enabling authentication)
+    _, authenticator, authorizer = build_access(_settings(tmp_path))
+    assert authenticator is None and authorizer is None
 
 
 def test_access_built_from_settings(tmp_path):
