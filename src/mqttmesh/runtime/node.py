@@ -291,6 +291,8 @@ class Node:
                 started.stop_accepting()
             raise
         self.http = server
+        log_event(log, "info", "http listener started", listener="http:dashboard",
+                  address=f"{spec.bind.host}:{server.bound_port}")
 
     async def _bind_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.scheduler is not None
