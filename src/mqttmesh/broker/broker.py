@@ -79,6 +79,10 @@ class Broker:
         self.session_connecting: Callable[[str, bool], bool] | None = getattr(
             cluster, "session_connecting", None
         )
+        self._session_ended: Callable[[str], None] | None = getattr(cluster, "session_ended", None)
+        self.routes_barrier: Callable[[Callable[[], None]], bool] | None = getattr(
+            cluster, "routes_barrier", None
+        )
         self.connections = 0
         self._timers: list[tuple[float, int, _TimerOwner]] = []
         self._seq = itertools.count()
@@ -304,3 +308,5 @@ class Broker:
         session.awaiting_rel = None
         session.expire_at = None
         self.sessions.remove(session)
+        if self._session_ended is not None:
+            self._session_ended(session.client_id)

@@ -426,7 +426,21 @@ class Channel:
             self.kick(0x87, now)
             return
         codes, accepted = result
-        self._write(encode(SubAck(p.packet_id, tuple(codes)), self.version))  # [MQTT-3.8.4-1]
+        suback = encode(SubAck(p.packet_id, tuple(codes)), self.version)
+        barrier = self.broker.routes_barrier
+        if accepted and barrier is not None:
+            # Hold the SUBACK until every running node routes the new filters, so that a
+            # publish anywhere right after it reaches this subscriber (docs/cluster.md).
+            # Messages may arrive before the SUBACK meanwhile (§3.8.4 permits it); the
+            # retained messages follow the SUBACK, checked against the subscribe time.
+            def release() -> None:
+                if self.state is CONNECTED and self.session is session:
+                    self._write(suback)  # [MQTT-3.8.4-1]
+                    send_retained(self.broker, session, accepted, now)
+
+            if barrier(release):
+                return
+        self._write(suback)  # [MQTT-3.8.4-1]
         send_retained(self.broker, session, accepted, now)
 
     def _on_unsubscribe(self, p: Unsubscribe, now: float) -> None:

@@ -157,6 +157,8 @@ class ClusterForwarder:
                 if broker is not None:
                     try:
                         broker.dispatch_remote(message, now)
+                        if service.sessions.handoffs:
+                            service.sessions.on_message(message, False)
                     except Exception:
                         log.exception("dispatch of a forwarded message failed")
         if seq:

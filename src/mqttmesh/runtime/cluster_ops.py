@@ -85,6 +85,8 @@ class ClusterOps:
                 return self.op_route_explain(_str(args, "topic"))
             if op == "routes_list":
                 return self.op_routes_list()
+            if op == "client_lookup":  # the client registry and session of one client id
+                return self.s.sessions.lookup(_str(args, "client_id"))
             raise ClusterError(f"unknown operation {op[:40]!r}")
         if op == "join":
             return self._accept_join(link, args)
