@@ -293,6 +293,9 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
         writer.close()
         if isinstance(exc, HandshakeError):
             raise
+        if secure is not None:  # TLS was up: a reset now is the peer refusing our certificate
+            raise HandshakeError("refused by peer: TLS connection reset during the handshake "
+                                 "(our certificate refused?)") from None
         raise LinkUnreachable(f"connection to {host}:{port} lost during the handshake") \
             from None
     assert hs.peer is not None
