@@ -85,6 +85,8 @@ class QosTraffic:
 
         self.pub, self.subs, self.topic, self.rate = pub, subs, topic, rate
         self.acked: list[int] = []
+        self.acked_at: dict[int, float] = {}
+        """seq -> time.monotonic() of its PUBACK."""
         self.unacked = 0
         self.seen: list[dict[int, int]] = [{} for _ in subs]
         self._stop = threading.Event()
@@ -110,6 +112,7 @@ class QosTraffic:
                 published = False
             if published:
                 self.acked.append(seq)
+                self.acked_at[seq] = time.monotonic()
             else:
                 self.unacked += 1
             next_at += period
@@ -131,6 +134,11 @@ class QosTraffic:
                 if msg.topic == self.topic:
                     n = int(msg.payload)
                     self.seen[i][n] = self.seen[i].get(n, 0) + 1
+
+    def missing(self) -> list[set[int]]:
+        """Acknowledged seqs not received, per subscriber."""
+        self._collect()
+        return [{n for n in self.acked if n not in seen} for seen in self.seen]
 
     def lost(self) -> list[int]:
         """Acknowledged messages missing, per subscriber (after ``_collect``)."""
