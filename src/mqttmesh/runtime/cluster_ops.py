@@ -87,6 +87,8 @@ class ClusterOps:
                 return self.op_routes_list()
             if op == "client_lookup":  # the client registry and session of one client id
                 return self.s.sessions.lookup(_str(args, "client_id"))
+            if op == "shared_list":  # shared groups -> nodes with members, as seen here
+                return self.s.shared.listing()
             raise ClusterError(f"unknown operation {op[:40]!r}")
         if op == "join":
             return self._accept_join(link, args)

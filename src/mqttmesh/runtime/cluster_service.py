@@ -48,7 +48,7 @@ from mqttmesh.cluster import (
     ServerHandshake,
     v1,
 )
-from mqttmesh.cluster.wire import session_ops
+from mqttmesh.cluster.wire import session_ops, shared_ops
 from mqttmesh.config import dist_port, node_host, rpc_port
 from mqttmesh.discovery import DiscoveryLoop, discovery_config_from_settings, make_strategy
 from mqttmesh.errors import ClusterError, HandshakeError
@@ -59,6 +59,7 @@ from mqttmesh.runtime.cluster_health import ClusterHealth
 from mqttmesh.runtime.cluster_ops import ClusterOps
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
 from mqttmesh.runtime.cluster_sessions import ClusterSessions
+from mqttmesh.runtime.cluster_shared import ClusterShared
 from mqttmesh.runtime.cluster_store import check_identity, load_view, save_view
 from mqttmesh.runtime.dist_transport import DistTransport
 from mqttmesh.runtime.epmd import EpmdAgent
@@ -134,6 +135,7 @@ class ClusterService:
         self.barriers = RouteBarriers()
         self.retained = RetainedReplicator(self)
         self.sessions = ClusterSessions(self)  # client registry, takeover (issue 6)
+        self.shared = ClusterShared(self)  # shared groups picked cluster-wide (issue 6)
         self.health = ClusterHealth(self)  # autoclean + autoheal (docs/faults.md)
         self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
@@ -242,6 +244,8 @@ class ClusterService:
         if message.retain:
             self.retained.local(message)
         self.forwarder.forward(message)
+        if self.shared.table:
+            self.shared.route(message)
         if self.sessions.handoffs:
             self.sessions.on_message(message, True)
 
@@ -250,6 +254,12 @@ class ClusterService:
 
     def session_ended(self, client_id: str) -> None:
         self.sessions.session_ended(client_id)
+
+    def shared_added(self, group: str, real_filter: str) -> None:
+        self.shared.added(group, real_filter)
+
+    def shared_removed(self, group: str, real_filter: str) -> None:
+        self.shared.removed(group, real_filter)
 
     def _queue_delta(self, delta: Any) -> None:
         self._pending_deltas.append(delta)
@@ -341,6 +351,7 @@ class ClusterService:
             link.send([v1.VIEW, self.health.wire_view()])
             link.send(self._own_digest_msg())
             link.send(self.retained.full_set())
+            self.shared.on_link_up(link)
             try:
                 await link.run(self._on_dist_message)
             finally:
@@ -450,6 +461,8 @@ class ClusterService:
             self._on_bye(sender, msg[2])
         elif kind == v1.REQUEST and msg[2].startswith(session_ops.PREFIX):
             self.sessions.on_request(link, msg[1], msg[2], msg[3])
+        elif kind == v1.REQUEST and msg[2].startswith(shared_ops.PREFIX):
+            self.shared.on_request(link, msg[1], msg[2], msg[3])
         elif kind == v1.REQUEST:
             await self.ops.handle_request(link, msg[1], msg[2], msg[3])
         elif not member:
@@ -597,6 +610,7 @@ class ClusterService:
         self.routes.purge(name)
         self.barriers.gone(name)
         self.sessions.node_gone(name)
+        self.shared.node_gone(name)
 
     def broadcast_view(self) -> None:
         view = [v1.VIEW, self.health.wire_view()]
