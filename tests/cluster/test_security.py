@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mqttmesh.cluster import KIND_CTL, KIND_NODE, ClientHandshake
+from mqttmesh.cluster import KIND_CTL, KIND_NODE, ClientHandshake, v1
 from mqttmesh.config import load_settings
 from mqttmesh.errors import HandshakeError
 from mqttmesh.runtime.dist_transport import DistTransport
@@ -150,6 +150,23 @@ def test_cookie_never_on_the_wire_and_replay_refused(node):
         assert b"running_nodes" not in answer  # ... and no request was served
     finally:
         proxy.close()
+    # A node-kind link (what nodes open to each other) through a second capture.
+    proxy2 = Proxy(("127.0.0.1", dist))
+    try:
+        async def node_link() -> None:
+            hs = ClientHandshake(COOKIE, KIND_NODE, "mqttmesh998@127.0.0.3",
+                                 node.settings.cluster.name, "core")
+            from mqttmesh.runtime.peer_link import open_link
+            link = await open_link("127.0.0.1", proxy2.port, hs, None)
+            link.send([v1.HEARTBEAT])   # one frame after authentication
+            await link.drain()
+            link.close("done")
+        asyncio.run(node_link())
+        wait_until(lambda: len(proxy2.down) > 0, 5, what="capture")
+        assert COOKIE.encode() not in bytes(proxy2.up + proxy2.down)
+        assert b"mqttmesh998@127.0.0.3" in bytes(proxy2.up)   # it was captured, in clear
+    finally:
+        proxy2.close()
 
 
 def _flood(port: int, total: int, counter: list[int]) -> None:

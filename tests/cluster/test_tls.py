@@ -203,3 +203,43 @@ def test_certificate_name_matching():
     assert not cert_matches_host(cert, "a.b.example.com")
     assert cert_matches_host(cert, "0:0::1") and cert_matches_host(cert, "10.0.0.1")
     assert not cert_matches_host(cert, "10.0.0.2") and not cert_matches_host(None, "x")
+
+
+def test_verify_none_encrypts_without_checking_certificates(tmp_path: Path):
+    certs = DistCerts(tmp_path / "certs")
+    cert, key = certs.leaf("selfie", "127.0.0.9", signer="self")   # nobody would trust it
+    ssl_dist = SimpleNamespace(certfile=cert, keyfile=key, cacertfile=None,
+                               verify="verify_none", server_name_indication=None)
+
+    def make(name: str) -> DistTransport:
+        return DistTransport.from_settings(SimpleNamespace(
+            node=SimpleNamespace(name=name, dist_listen_min=1, dist_listen_max=1),
+            cluster=SimpleNamespace(proto_dist="inet_tls", ssl_dist=ssl_dist)), env={})
+
+    async def main() -> str:
+        from mqttmesh.config import dist_port
+        server_name = f"mqttmesh{pick_offset()}@127.0.0.1"
+        server = make(server_name)
+        sock = server.bind("127.0.0.1", dist_port(server_name), "distribution")
+        seen: list[str] = []
+
+        async def handle(reader, writer):
+            link = await server.accept_link(reader, writer, ServerHandshake("k", server_name,
+                                                                            "c"))
+            seen.append(str(writer.get_extra_info("ssl_object").version()))
+            link.close("done")
+
+        srv = await server.serve(handle, sock)
+        try:
+            hs = ClientHandshake("k", KIND_NODE, "other@127.0.0.1", "c", "core")
+            link = await make("other@127.0.0.1").open_link(server_name, "dist", hs, None)
+            link.close("done")
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            srv.close()
+        return seen[0]
+
+    assert asyncio.run(main()).startswith("TLSv1.")
