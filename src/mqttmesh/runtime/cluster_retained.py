@@ -5,6 +5,8 @@ it) is stamped and sent to every member, batched per loop iteration, on our dist
 links. Every link start sends our whole versioned set (tombstones included), so a joiner,
 a restarted node or the two sides of a healed partition converge. ``$SYS/`` topics are
 node-local and not replicated. A joining node wipes its store first (``wipe``).
+Every version applied here is also written to ``data_dir/retained.db`` (``retained_store``)
+and loaded back at start, before any link, so retained messages survive restarts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mqttmesh.cluster import v1
 from mqttmesh.cluster.forwarding import decode_message, encode_message
 from mqttmesh.cluster.retained import RetainedVersions
+from mqttmesh.runtime.retained_store import RetainedDB
 
 if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
@@ -34,6 +37,41 @@ class RetainedReplicator:
         self.versions = RetainedVersions()
         self._pending: list[list[Any]] = []
         self._scheduled = False
+        self.db: RetainedDB | None = RetainedDB(service.data_dir) if service.data_dir else None
+
+    def load_persisted(self) -> int:
+        """Put the persisted retained messages (and versions) back; returns how many."""
+        store = self._store()
+        if self.db is None or store is None:
+            return 0
+        now = asyncio.get_running_loop().time()
+        wall = time.time()
+        count = 0
+        for topic, ms, origin, deleted, wire, expires in self.db.load():
+            if not self.versions.remote(topic, (ms, origin), deleted) or deleted:
+                continue
+            if expires is not None and expires <= wall:
+                continue
+            try:
+                fields = list(wire)
+                fields[7] = None if expires is None else expires - wall
+                message = decode_message(fields, now)
+            except (ValueError, TypeError, IndexError):
+                continue
+            message.retain = True
+            store.set(message)
+            count += 1
+        return count
+
+    def _persist(self, topic: str, stamp: tuple[int, str], wire: Any) -> None:
+        if self.db is not None:
+            ttl = wire[7] if wire is not None else None
+            self.db.put(topic, stamp[0], stamp[1], wire is None, wire, ttl)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def _store(self) -> Any:
         broker = self.service.broker
@@ -46,9 +84,11 @@ class RetainedReplicator:
         s = self.service
         deleted = not message.payload
         stamp = self.versions.local(message.topic, _now_ms(), s.name, deleted)
+        now = s.loop.time() if s.loop is not None else 0.0
+        encoded = None if deleted else encode_message(message, now)
+        self._persist(message.topic, stamp, encoded)
         if s.loop is None or not s.membership.clustered:
             return
-        encoded = None if deleted else encode_message(message, s.loop.time())
         self._pending.append([message.topic, stamp[0], stamp[1], encoded])
         if not self._scheduled:
             self._scheduled = True
@@ -94,6 +134,7 @@ class RetainedReplicator:
                 continue
             if deleted:
                 store.delete(topic)
+                self._persist(topic, (ms, origin), None)
                 continue
             try:
                 message = decode_message(encoded, now)
@@ -102,6 +143,7 @@ class RetainedReplicator:
             if message.topic == topic:
                 message.retain = True
                 store.set(message)
+                self._persist(topic, (ms, origin), encoded)
 
     def wipe(self) -> int:
         """Forget every retained message (this node joins a cluster); returns how many."""
@@ -113,7 +155,12 @@ class RetainedReplicator:
                     store.delete(message.topic)
                     count += 1
         self.versions.clear()
+        if self.db is not None:
+            self.db.wipe()
         return count
 
     def tick(self) -> None:
-        self.versions.purge_tombstones(_now_ms())
+        now = _now_ms()
+        self.versions.purge_tombstones(now)
+        if self.db is not None:
+            self.db.purge_tombstones(now - self.versions.tombstone_ttl_ms)

@@ -170,6 +170,7 @@ class ClusterService:
         if self.broker is not None:
             for topic_filter in list(self.broker.local_filters()):
                 self.routes.add_local(topic_filter)
+            self.retained.load_persisted()  # before any link: versions are back too
         self._servers.append(await self.transport.serve(
             self._accept_dist, self._dist_sock,
             lambda address, reason: self._log_refusal("link refused", reason, address)))
@@ -210,6 +211,7 @@ class ClusterService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._main
         self.save_view()
+        self.retained.close()  # flush the persisted retained messages
         log_event(log, "info", "cluster service stopped", node=self.name)
 
     async def _run(self, ready: asyncio.Event) -> None:
