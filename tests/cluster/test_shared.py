@@ -93,3 +93,30 @@ def test_group_members_leave_the_table(nodes):
                what="group known on n1")
     c.disconnect()
     wait_until(lambda: share not in shared_list(nodes[0]), 5, what="group gone on n1")
+
+
+def test_member_that_leaves_with_unacked_messages_they_go_to_another_member(nodes):
+    n1, n2, _ = nodes
+    topic = unique("shr")
+    share = f"$share/r/{topic}"
+    holder = Client(n1.port, host=n1.host)  # clean session: its session ends on disconnect
+    holder.paho.manual_ack_set(True)  # receives but never acknowledges
+    holder.connect()
+    holder.subscribe(share, qos=1)
+    other = Client(n2.port, host=n2.host).connect()
+    other.subscribe(share, qos=1)
+    wait_until(lambda: shared_list(n1).get(share) == sorted([n1.name, n2.name]), 5,
+               what="both members' nodes known on n1")
+    pub = Client(n1.port, host=n1.host).connect()
+    try:
+        for i in range(6):
+            pub.publish(topic, str(i).encode(), qos=1)
+        held = {m.payload for m in holder.expect_many(3, timeout=5)}  # round_robin: 3 each
+        got = {m.payload for m in other.expect_many(3, timeout=5)}
+        holder.close()  # leaves with 3 unacknowledged QoS 1 messages
+        got |= {m.payload for m in other.expect_many(3, timeout=5)}
+        assert held <= got
+        assert got == {str(i).encode() for i in range(6)}
+    finally:
+        for c in (holder, other, pub):
+            c.close()

@@ -26,6 +26,7 @@ from mqttmesh.broker.retained import RetainedStore
 from mqttmesh.broker.session import Outlet, Session
 from mqttmesh.broker.sessions import SessionRegistry
 from mqttmesh.broker.stats import BrokerStats, Counters
+from mqttmesh.protocol import matches
 from mqttmesh.protocol.packets import Connect, Will
 
 __all__ = ["Broker", "AuthenticateHook"]
@@ -210,6 +211,7 @@ class Broker:
         session.pending_will = None
         session.will_at = None
         session.queue = None
+        session.inflight = None  # they travel with the state: not redispatched here
         self.end_session(session, now)
         return state
 
@@ -241,6 +243,16 @@ class Broker:
         if session is not None:
             self.end_session(session, now)
         return True
+
+    def _redispatch_shared(self, pending: list[tuple[Message, str, str]], now: float) -> None:
+        """A shared-group member's session ended with QoS 1/2 messages it had not
+        acknowledged (or not yet received): each goes to another member of its group."""
+        hook = getattr(self.cluster, "shared_redispatch", None)
+        for message, group, real_filter in pending:
+            if hook is not None:
+                hook(message, group, real_filter)
+            else:
+                self.dispatcher.dispatch_shared(message, group, real_filter, now)
 
     # -- used by Channel and Session ----------------------------------------------------------
 
@@ -297,10 +309,13 @@ class Broker:
         """The session ends: publish a pending will, drop its subscriptions and state."""
         if session.pending_will is not None:
             self.publish_will(session, now)
+        redispatch = _shared_pending(session) if session.subscriptions else None
         if session.subscriptions:
             for sub in session.subscriptions.values():
                 self.dispatcher.remove(sub)
             session.subscriptions = None
+        if redispatch:
+            self._redispatch_shared(redispatch, now)
         if session.queue:
             self.counters.messages_dropped += len(session.queue)
         session.queue = None
@@ -310,3 +325,24 @@ class Broker:
         self.sessions.remove(session)
         if self._session_ended is not None:
             self._session_ended(session.client_id)
+
+
+def _shared_pending(session: Session) -> list[tuple[Message, str, str]]:
+    """The session's unacknowledged (inflight, not yet PUBREC'd) and queued QoS 1/2 messages
+    that reached it through a shared subscription only, with that (group, real filter)."""
+    subs = session.subscriptions
+    shared = [s for s in subs.values() if s.group is not None] if subs else []
+    if not shared:
+        return []
+    messages = [e.message for e in (session.inflight or {}).values() if not e.released]
+    messages += [m for m, qos, _, _ in (session.queue or ()) if qos > 0]
+    out = []
+    for message in messages:
+        topic = message.topic
+        if any(s.group is None and matches(s.real_filter, topic) for s in subs.values()):
+            continue  # also a plain subscription's delivery: not the group's to redo
+        for s in shared:
+            if matches(s.real_filter, topic):
+                out.append((message, s.group, s.real_filter))
+                break
+    return out

@@ -99,6 +99,14 @@ class SharedTable:
                 out.append((group, flt, self._pick(group, flt, candidates, topic, sender)))
         return out
 
+    def pick_group(self, group: str, flt: str, topic: str, sender: str | None,
+                   up: set[str]) -> str | None:
+        """The node that delivers a message of ``group`` on ``flt`` (None: no member)."""
+        found = self._trie.get(flt)
+        nodes = found[1].get(group) if found is not None else None
+        candidates = sorted(n for n in nodes or () if n == self.node or n in up)
+        return self._pick(group, flt, candidates, topic, sender) if candidates else None
+
     def _pick(self, group: str, flt: str, nodes: list[str], topic: str,
               sender: str | None) -> str:
         if len(nodes) == 1:

@@ -263,6 +263,9 @@ class ClusterService:
     def shared_removed(self, group: str, real_filter: str) -> None:
         self.shared.removed(group, real_filter)
 
+    def shared_redispatch(self, message: Any, group: str, real_filter: str) -> None:
+        self.shared.redispatch(message, group, real_filter)
+
     def _queue_delta(self, delta: Any) -> None:
         self._pending_deltas.append(delta)
         if not self._deltas_scheduled and self.loop is not None and self.running:

@@ -38,6 +38,7 @@ class ClusterShared:
         self.version = 0
         self._scheduled = False
         self.delivered_remote = 0
+        self.redispatched = 0
 
     # -- broker hooks ------------------------------------------------------------------------
     def added(self, group: str, real_filter: str) -> None:
@@ -104,6 +105,29 @@ class ClusterShared:
                 encoded = encode_message(message, now)
             link.send([v1.REQUEST, ops.ONE_WAY, ops.DELIVER,
                        {"group": group, "filter": flt, "m": encoded}])
+
+    def redispatch(self, message: Any, group: str, real_filter: str) -> None:
+        """A member's session ended with this message unacknowledged: another member."""
+        s = self.s
+        if s.loop is None:
+            return
+        up = {p for p in s.membership.peers() if s.peer_link(p) is not None}
+        node = self.table.pick_group(group, real_filter, message.topic, message.sender, up)
+        self.redispatched += 1
+        self._send(message, group, real_filter, node)
+
+    def _send(self, message: Any, group: str, flt: str, node: str | None) -> None:
+        s = self.s
+        if node is None or s.loop is None:
+            return
+        if node == s.name:
+            if s.broker is not None:
+                s.broker.dispatch_shared(message, group, flt, s.loop.time())
+            return
+        link = s.peer_link(node)
+        if link is not None:
+            link.send([v1.REQUEST, ops.ONE_WAY, ops.DELIVER, {
+                "group": group, "filter": flt, "m": encode_message(message, s.loop.time())}])
 
     def on_request(self, link: PeerLink, rid: int, op: str, args: Any) -> None:
         s = self.s
