@@ -258,3 +258,44 @@ def test_takeover_under_load_no_message_missing(nodes):
     finally:
         current.close()
         pub.close()
+
+
+def test_clean_start_on_another_node_discards_the_session_everywhere(nodes):
+    n1, n2, n3 = nodes
+    cid, topic = unique("clean"), unique("cl")
+    first = client(n1, cid, clean=True).connect()
+    first.subscribe(f"{topic}/#", qos=1)
+    first.disconnect()
+    assert lookup(n1, cid)["session"] is True  # kept offline (expiry 300 s)
+    again = client(n2, cid, clean=True).connect()
+    try:
+        assert not again.session_present  # [MQTT-3.1.2-4]
+        assert [lookup(n, cid)["session"] for n in nodes] == [False, True, False]
+        pub = Client(n3.port, host=n3.host).connect()
+        pub.publish(f"{topic}/x", b"old subscription", qos=1)
+        pub.close()
+        again.expect_none(0.5)
+    finally:
+        again.close()
+
+
+def test_owner_down_new_session_after_a_short_deadline_and_logged(nodes):
+    """Last in the module: it kills node 3."""
+    n1, n2, n3 = nodes
+    cid = unique("orphan")
+    held = client(n3, cid, clean=True).connect()
+    held.subscribe(unique("o"), qos=1)
+    held.disconnect()
+    wait_until(lambda: lookup(n1, cid)["registry"] == lookup(n3, cid)["registry"], 5,
+               what="n1 knows n3 holds the session")
+    n3.kill()
+    wait_until(lambda: n3.name in status_of(n1)["stopped_nodes"], 10, what="n3 seen down")
+    started = time.monotonic()
+    back = client(n1, cid).connect()
+    try:
+        assert not back.session_present
+        assert time.monotonic() - started < 5
+        wait_until(lambda: "session held by a node that is down" in n1.log_text(), 5,
+                   what="the lost session is logged")
+    finally:
+        back.close()
