@@ -4,7 +4,8 @@
   so node 1 forwards to it) is killed -9 and restarted three times: 0 acknowledged messages
   lost between the stable nodes, duplicates counted and printed.
 * churn: node 3 joins and leaves (``ctl cluster leave`` / ``join``) repeatedly under the same
-  traffic: 0 lost.
+  traffic: 0 lost; afterwards node 1 forwards to node 3 again (a new forwarding stream is
+  not mistaken for duplicates of the one before the leave).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.test_partition_heal import start_cluster
+from tests.cluster.test_partition_heal import forward_to, start_cluster
 from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
@@ -77,6 +78,11 @@ def test_churn_join_leave_loses_nothing(nodes):
     topic = unique("churn")
     traffic, clients = _traffic(nodes, topic)
     both = sorted([n1.name, n2.name])
+    # n1 forwards QoS 1 to n3 before the churn, so its forwarding stream to n3 has history
+    s3 = Client(n3.port, host=n3.host).connect()
+    s3.subscribe(topic, qos=1)
+    wait_until(lambda: s3.messages.qsize() >= 20, 10, what="n3 receives the stream")
+    s3.close()
     for _ in range(3):
         result = ctl(n3, "cluster", "leave")
         assert result.code == 0, result.err
@@ -86,6 +92,16 @@ def test_churn_join_leave_loses_nothing(nodes):
         wait_until(lambda: status_of(n1)["running_nodes"] == sorted(n.name for n in nodes),
                    10, what="n3 joined")
     tally = traffic.finish(timeout=30)
+    # after leave / rejoin, n1's new forwarding stream to n3 is not taken for duplicates
+    s3 = Client(n3.port, host=n3.host).connect()
+    s3.subscribe(topic, qos=1)
+    pub = clients[0]
+    wait_until(lambda: n3.name in forward_to(n1, topic), 10, what="route n1 -> n3")
+    for i in range(50):
+        pub.publish(topic, f"after-{i}".encode(), qos=1)
+    got = {m.payload for m in s3.expect_many(50, timeout=10)}
+    assert got == {f"after-{i}".encode() for i in range(50)}
+    s3.close()
     print(f"churn x3 of node 3: {tally}")
     assert tally.acked > 50
     assert tally.lost == [0], tally

@@ -44,6 +44,7 @@ class ClusterForwarder:
         self._scheduled = False
         self.forwarded = 0
         self.received = 0
+        self._boxes_made = 0
 
     # -- sending ---------------------------------------------------------------------------
     def forward(self, message: Any) -> None:
@@ -59,7 +60,11 @@ class ClusterForwarder:
         for node in nodes:
             box = self.outboxes.get(node)
             if box is None:
-                box = self.outboxes[node] = Outbox(service.epoch)
+                # a new stream id per outbox: after drop_peer (leave, autoclean) and a
+                # re-admission, seqs restart at 1 and the receiver's high-water mark of
+                # the old stream must not swallow them as duplicates
+                self._boxes_made += 1
+                box = self.outboxes[node] = Outbox(f"{service.epoch}.{self._boxes_made}")
             box.add(encoded, qos)
         self.forwarded += 1
         if not self._scheduled:
