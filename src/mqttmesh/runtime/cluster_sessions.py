@@ -43,7 +43,7 @@ from mqttmesh.cluster import v1
 from mqttmesh.cluster.clients import ClientRegistry, decode_session_state, encode_session_state
 from mqttmesh.cluster.forwarding import decode_message, encode_message
 from mqttmesh.cluster.wire import session_ops as ops
-from mqttmesh.errors import ClusterError
+from mqttmesh.errors import ClusterError, RemoteProtocolError
 from mqttmesh.logs import log_event
 from mqttmesh.protocol import matches, parse_share
 
@@ -350,17 +350,19 @@ class ClusterSessions:
         for topic_filter, qos, no_local, rap, _, sub_id in (state.subscriptions if state else ()):
             try:
                 group, real = parse_share(topic_filter)
-            except Exception:
+            except RemoteProtocolError:
                 continue
             if group is None:
                 subs.append((real, qos, no_local, rap, sub_id))
-        if subs or deferred:
-            h = _Handoff(link.peer.name, link, subs, deferred)
-            old = self.handoffs.get(cid)
-            if old is not None:
-                self._end_handoff(cid, old)
-            self.handoffs[cid] = h
-            h.timer = loop.call_later(HANDOFF_MAX, self._end_handoff, cid, h)
+        if not subs:  # nothing moves (no session, or only shared subscriptions)
+            self._end_handoff(cid, _Handoff(link.peer.name, link, [], deferred))
+            return
+        h = _Handoff(link.peer.name, link, subs, deferred)
+        old = self.handoffs.get(cid)
+        if old is not None:
+            self._end_handoff(cid, old)
+        self.handoffs[cid] = h
+        h.timer = loop.call_later(HANDOFF_MAX, self._end_handoff, cid, h)
 
     def _end_handoff(self, cid: str, h: _Handoff) -> None:
         if self.handoffs.get(cid) is h:
@@ -371,8 +373,8 @@ class ClusterSessions:
         s = self.s
         broker = s.broker
         still = {f for other in self.handoffs.values() for f in other.routes}
-        for topic_filter in h.routes:
-            h.routes = []
+        routes, h.routes = h.routes, []
+        for topic_filter in routes:
             if topic_filter in still:
                 continue
             if broker is not None and broker.dispatcher.trie.get(topic_filter) is not None:
