@@ -19,11 +19,13 @@ not an operator's. So:
 
 1. it is never gossiped (``gossip_view`` leaves it out): each node cleans on its own timer,
    and a node that still hears from N keeps it;
-2. with ``cluster.autoheal`` on, it is undone as soon as N is shown alive: N talks to us
-   (``readmit_sender``), or another live member gossips N as a member
-   (``plan_merge``). Undoing writes ``(N, tombstone + 1, member)``, which beats the
-   tombstone everywhere; every node that cleaned N did so at the same incarnation, so they
-   all compute the same entry.
+2. with ``cluster.autoheal`` on, it is undone as soon as N talks to us (``readmit_sender``:
+   its view arrives, or our probe's authenticated link to it succeeds). Only direct
+   contact counts: a member gossiping N as a member proves nothing (it may simply not have
+   cleaned N yet; trusting it made a dead node flap between cleaned and re-admitted), so
+   ``plan_merge`` never re-admits. Undoing writes ``(N, tombstone + 1, member)``, which
+   beats the tombstone everywhere; every node that cleaned N did so at the same
+   incarnation, so they all compute the same entry.
 
 Operator tombstones (``leave``, ``force-leave``) are gossiped and final, as before. A node
 cleaned wrongly (it was alive behind a partition) therefore comes back with its routes
@@ -92,21 +94,10 @@ class Healer:
         return self.readmission(membership, sender)
 
     def plan_merge(self, membership: Membership, entries: Iterable[Member]) -> HealPlan:
-        """Rewrite a gossiped view (from a live member) before merging it: a node it lists
-        as a member that we removed by autoclean comes back (rule 2)."""
-        out: list[Member] = []
-        back: list[str] = []
-        for entry in entries:
-            if entry.status is MemberStatus.MEMBER:
-                ours = membership.view.get(entry.name)
-                if ours is not None and ours.beats(entry):
-                    undo = self.readmission(membership, entry.name)
-                    if undo is not None:
-                        out.append(undo)
-                        back.append(entry.name)
-                        continue
-            out.append(entry)
-        return HealPlan(out, back)
+        """What to merge of a gossiped view. A member entry for a node we cleaned loses to
+        our tombstone in the merge and is not a proof of life (rule 2): nothing is
+        re-admitted here; the node comes back when it talks to us or our probe reaches it."""
+        return HealPlan(list(entries), [])
 
     def gossip_view(self, membership: Membership) -> dict[str, list[Any]]:
         """Our view for the wire, without our autoclean tombstones (rule 1)."""
