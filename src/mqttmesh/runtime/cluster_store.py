@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 from mqttmesh.cluster import Membership
 from mqttmesh.errors import ClusterError
 from mqttmesh.logs import log_event
 
-__all__ = ["check_identity", "write_atomic", "bind_port", "load_view", "save_view",
+__all__ = ["check_identity", "write_atomic", "load_view", "save_view",
            "IDENTITY_FILE", "VIEW_FILE"]
 
 log = logging.getLogger("mqttmesh.cluster")
@@ -50,27 +49,6 @@ def write_atomic(path: str, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def bind_port(host: str, port: int, what: str) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ClusterError(f"cannot resolve the host of this node's name {host}: {exc}") \
-            from None
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        reason = (exc.strerror or str(exc)).lower()
-        raise ClusterError(f"cluster {what} port {host}:{port} cannot be bound: {reason}") \
-            from None
-    sock.setblocking(False)
-    return sock
 
 
 def load_view(data_dir: str, name: str, role: str) -> Membership:
