@@ -7,6 +7,7 @@ Tests run in file order on one module-scoped cluster; force-leave (which shrinks
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -118,6 +119,18 @@ def test_every_endpoint_has_rows_from_every_node(api_cluster: ApiCluster) -> Non
             assert f'mqttmesh_connections_count{{node="{name}"' in text
             assert f'mqttmesh_node_up{{node="{name}"}} 1' in text
         assert "mqttmesh_messages_received{" in text and "mqttmesh_bytes_sent{" in text
+        # per-QoS splits: every node has all six, they add up to the node's total, and the
+        # QoS 1 publish above was delivered at QoS 1 on node 3
+        samples = {(m[1], m[2]): int(m[3]) for m in re.finditer(
+            r'^(mqttmesh_messages_\w+)\{node="([^"]+)"[^}]*\} (\d+)$', text, re.M)}
+        for name in names:
+            for d in ("received", "sent"):
+                split = [samples[f"mqttmesh_messages_qos{q}_{d}", name] for q in (0, 1, 2)]
+                assert sum(split) == samples[f"mqttmesh_messages_{d}", name], (name, d, split)
+        row3 = next(r for r in metrics if r["node"] == names[2])
+        assert row3["messages.qos1.sent"] >= 1
+        assert all(sum(r[f"messages.qos{q}.{d}"] for q in (0, 1, 2)) == r[f"messages.{d}"]
+                   for r in metrics for d in ("received", "sent"))
         assert text.count("mqttmesh_cluster_link_up{") == 6
     finally:
         for c in clients:

@@ -202,6 +202,24 @@ def test_statistics_counts(broker, client) -> None:
     assert stats.messages_received == 1 and stats.messages_sent == 1
     assert stats.bytes_received > 0 and stats.bytes_sent > 0
     assert [p.topic for p in a.publishes()] == ["t"]
+    assert stats.messages_received_qos == (1, 0, 0) and stats.messages_sent_qos == (1, 0, 0)
+
+
+def test_statistics_counts_per_qos(broker, client) -> None:
+    a = client(4)
+    a.connect("a")
+    a.subscribe("t", qos=2)  # gets each message at the QoS it was published with
+    b = client(5)
+    b.connect("b")
+    b.subscribe("t", qos=0)  # gets everything at QoS 0 (the dispatcher's fast path)
+    for qos, times in ((0, 1), (1, 2), (2, 3)):
+        for _ in range(times):
+            a.publish("t", b"x", qos=qos)
+    stats = broker.statistics()
+    assert stats.messages_received_qos == (1, 2, 3) and stats.messages_received == 6
+    assert stats.messages_sent_qos == (1 + 6, 2, 3) and stats.messages_sent == 12
+    assert sorted(p.qos for p in a.publishes()) == [0, 1, 1, 2, 2, 2]
+    assert [p.qos for p in b.publishes()] == [0] * 6
 
 
 def test_shutdown_sends_0x8b(broker, client, clock) -> None:

@@ -24,6 +24,10 @@ _METRICS = [
      "messages.received"),
     ("mqttmesh_messages_sent", "counter", "PUBLISH packets written to clients", "messages.sent"),
     ("mqttmesh_messages_dropped", "counter", "messages discarded", "messages.dropped"),
+    *((f"mqttmesh_messages_qos{q}_{d}", "counter", f"QoS {q} PUBLISH packets {text}",
+       f"messages.qos{q}.{d}")
+      for d, text in (("received", "accepted from clients"), ("sent", "written to clients"))
+      for q in (0, 1, 2)),
     ("mqttmesh_messages_forward", "counter", "messages forwarded to other nodes",
      "messages.forward"),
     ("mqttmesh_messages_from_peers", "counter", "messages dispatched for other nodes",

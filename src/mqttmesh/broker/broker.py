@@ -176,6 +176,8 @@ class Broker:
             messages_from_peers=c.messages_from_peers,
             bytes_received=c.bytes_received,
             bytes_sent=c.bytes_sent,
+            messages_received_qos=tuple(c.received_qos),  # type: ignore[arg-type]
+            messages_sent_qos=tuple(c.sent_qos),  # type: ignore[arg-type]
         )
 
     def shutdown(self, now: float) -> None:

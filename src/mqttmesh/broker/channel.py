@@ -363,7 +363,9 @@ class Channel:
             topic, p.payload, qos, p.retain, props, self.client_id, config.node_name,
             expiry_at, next(broker._ids),
         )
-        broker.counters.messages_received += 1
+        counters = broker.counters
+        counters.messages_received += 1
+        counters.received_qos[qos] += 1
         broker.publish(message, now)
         if qos == 1:
             self._write(encode_ack(PUBACK, pid))  # type: ignore[arg-type]  [MQTT-4.3.2-2]

@@ -210,5 +210,6 @@ class Dispatcher:
                     sub.session.deliver(message, qos, retain, sub.identifier, now)
         counters = self._counters
         counters.messages_sent += sent
+        counters.sent_qos[0] += sent  # the fast path above sends QoS 0 only
         counters.bytes_sent += nbytes
         return delivered

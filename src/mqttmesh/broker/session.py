@@ -164,13 +164,14 @@ class Session:
             return
         self._send_inflight(message, qos, retain, sub_id, now)
 
-    def _write_publish(self, data: bytes) -> bool:
+    def _write_publish(self, data: bytes, qos: int = 0) -> bool:
         counters = self.broker.counters
         if len(data) > self.their_max_packet_size:  # [MQTT-3.1.2-25]
             counters.messages_dropped += 1
             return False
         self.outlet.write(data)  # type: ignore[union-attr]
         counters.messages_sent += 1
+        counters.sent_qos[qos] += 1
         counters.bytes_sent += len(data)
         return True
 
@@ -189,6 +190,7 @@ class Session:
         broker = self.broker
         counters = broker.counters
         counters.messages_sent += 1
+        counters.sent_qos[qos] += 1
         counters.bytes_sent += len(data)
         self.next_packet_id = pid % 65535 + 1
         inflight[pid] = _Inflight(message, qos, retain, sub_id, now)  # type: ignore[index]
@@ -256,7 +258,7 @@ class Session:
         else:
             msg = entry.message
             data = msg.encode(self.version, entry.qos, entry.retain, True, pid, entry.sub_id, now)
-            self._write_publish(data)  # [MQTT-3.3.1-1] DUP=1 on redelivery
+            self._write_publish(data, entry.qos)  # [MQTT-3.3.1-1] DUP=1 on redelivery
 
     def retry(self, now: float) -> float | None:
         """MQTT 3.x: resend deliveries unacknowledged for retry_interval; next deadline."""

@@ -12,7 +12,7 @@ class Counters:
 
     __slots__ = (
         "messages_received", "messages_sent", "messages_dropped", "bytes_received",
-        "bytes_sent", "messages_forwarded", "messages_from_peers",
+        "bytes_sent", "messages_forwarded", "messages_from_peers", "received_qos", "sent_qos",
     )
 
     def __init__(self) -> None:
@@ -23,6 +23,10 @@ class Counters:
         self.bytes_sent = 0
         self.messages_forwarded = 0
         self.messages_from_peers = 0
+        # per-QoS splits of messages_received / messages_sent, indexed by QoS (0, 1, 2):
+        # bumped next to the totals, one list index each
+        self.received_qos = [0, 0, 0]
+        self.sent_qos = [0, 0, 0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,9 @@ class BrokerStats:
         messages_sent: PUBLISH packets written to clients.
         messages_dropped: messages discarded (queue full, expired, too large for the client,
             QoS 0 not queued, no subscriber on a standalone node).
+        messages_received_qos / messages_sent_qos: the same two counts split by QoS, as
+            ``(qos0, qos1, qos2)``; received is the QoS of the PUBLISH from the client, sent
+            the QoS it was delivered with (redeliveries with DUP=1 count again, as in the total).
         messages_forwarded: messages handed to the cluster.
         messages_from_peers: messages dispatched on behalf of another node.
         bytes_received / bytes_sent: MQTT bytes read / written (PUBLISH and control packets).
@@ -60,3 +67,5 @@ class BrokerStats:
     messages_from_peers: int
     bytes_received: int
     bytes_sent: int
+    messages_received_qos: tuple[int, int, int] = (0, 0, 0)
+    messages_sent_qos: tuple[int, int, int] = (0, 0, 0)
