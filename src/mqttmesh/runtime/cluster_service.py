@@ -357,6 +357,7 @@ class ClusterService:
             link.send(self._own_digest_msg())
             link.send(self.retained.full_set())
             self.shared.on_link_up(link)
+            self.sessions.on_link_up(link)
             try:
                 await link.run(self._on_dist_message)
             finally:

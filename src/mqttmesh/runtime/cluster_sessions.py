@@ -31,6 +31,15 @@ session from every running member.** (``cluster.clients`` holds the registry.)
    sent by a third node to both N and B in that window is delivered twice (QoS 1/2:
    at-least-once during the hand-off window).
 5. A session that ends on its owner (expiry) releases its registry entry on every member.
+6. **Conflicts after a partition.** During a split a client id may connect on both sides
+   (each claim's fetch cannot reach the other side). On every link (re)start each node sends
+   ``session.claims`` with the claims of its connected clients; the receiver observes them
+   and, for a client connected here under a lower ``(generation, node)``, discards the
+   session here (DISCONNECT 0x8E session taken over): one connection per client id remains,
+   the one with the highest claim. The loser's session state (what was queued on that side)
+   is dropped, not merged. Lamport generations of the two sides are not comparable in time:
+   "newest" is the claim order, which is the real order only when the newer CONNECT's node
+   had the higher clock (ties: the higher node name).
 """
 
 from __future__ import annotations
@@ -170,6 +179,44 @@ class ClusterSessions:
                 "qos": qos, "retain": bool(message.retain and best[1]), "sub_id": best[2]}])
             self.handed_off += 1
 
+    def on_link_up(self, link: PeerLink) -> None:
+        """Our link to a member (re)started: tell it the claims of our connected clients."""
+        s = self.s
+        broker = s.broker
+        if broker is None:
+            return
+        claims = []
+        for cid, (gen, node) in self.registry:
+            session = broker.sessions.get(cid)
+            if node == s.name and session is not None and session.channel is not None:
+                claims.append([cid, gen])
+        if claims:
+            link.send([v1.REQUEST, ops.ONE_WAY, ops.CLAIMS, {"client_id": "", "claims": claims}])
+
+    def _on_claims(self, sender: str, claims: Any) -> None:
+        s = self.s
+        broker = s.broker
+        loop = s.loop
+        if broker is None or loop is None or not isinstance(claims, list):
+            return
+        for item in claims:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], int)):
+                continue
+            cid, gen = item
+            mine = self.registry.get(cid)
+            self.registry.observe(cid, sender, gen)
+            if mine is None or mine[1] != s.name or mine > (gen, sender) \
+                    or cid in self._fetches or cid in broker.waiting:
+                continue
+            session = broker.sessions.get(cid)
+            if session is None or session.channel is None:
+                continue
+            log_event(log, "info", "client id connected on both sides of a partition: "
+                      "the newer claim wins", node=s.name, client_id=cid, mine=mine[0],
+                      winner=sender, winner_gen=gen)
+            broker.discard_session(cid, loop.time())
+
     # -- claiming (this node) ------------------------------------------------------------------
     async def _fetch(self, fetch: _Fetch, peers: list[str]) -> None:
         results: list[tuple[str, Any]] = []
@@ -267,6 +314,9 @@ class ClusterSessions:
         """A ``session.*`` REQUEST from a member (see ``cluster.wire.session_ops``)."""
         s = self.s
         sender = link.peer.name
+        if op == ops.CLAIMS and isinstance(args, dict) and s.membership.is_member(sender):
+            self._on_claims(sender, args.get("claims"))
+            return
         if not isinstance(args, dict) or not isinstance(args.get("client_id"), str) \
                 or not s.membership.is_member(sender):
             if rid:

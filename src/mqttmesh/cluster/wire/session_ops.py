@@ -13,6 +13,10 @@ session there". ``request_id`` 0 = one-way (no ``REPLY`` is sent).
     session.done      {client_id}                one-way: "every running member routes the
                       session's filters to me now": the old owner stops handing off
     session.release   {client_id, gen}           one-way: the session ended on the sender
+    session.claims    {client_id: "", claims: [[client_id, gen]...]}   one-way, sent on every
+                      link (re)start: the claims of the clients connected on the sender (a
+                      partition may have let a client id connect on both sides; the lower
+                      claim's node kicks its connection with 0x8E)
 
 session_state = [client_id, expiry | None, [subscription...], [inflight...], [queued...],
                  [awaiting_rel packet id...], next_packet_id]   (``cluster.clients``)
@@ -20,11 +24,12 @@ session_state = [client_id, expiry | None, [subscription...], [inflight...], [qu
 
 from __future__ import annotations
 
-__all__ = ["TAKEOVER", "DELIVER", "DONE", "RELEASE", "PREFIX", "ONE_WAY"]
+__all__ = ["TAKEOVER", "DELIVER", "DONE", "RELEASE", "CLAIMS", "PREFIX", "ONE_WAY"]
 
 PREFIX = "session."
 TAKEOVER = "session.takeover"
 DELIVER = "session.deliver"
 DONE = "session.done"
 RELEASE = "session.release"
+CLAIMS = "session.claims"
 ONE_WAY = 0
