@@ -573,13 +573,8 @@ class MqttmeshClusterNode(Mqttmesh):
             "listeners.wss.default.enable = false\n"
             "dashboard.listeners.http.enable = false\n"
             "mqtt.max_mqueue_len = 1000000\n")
-        # Until Node builds its ClusterService itself, `mqttmesh.runtime.cluster_main` is the
-        # launcher that plugs it in (tests/cluster uses it too); plain `-m mqttmesh` after.
-        r = subprocess.run([str(MQTTMESH_PY), "-c", "import mqttmesh.runtime.cluster_main"],
-                           capture_output=True, timeout=60, env=clean_env())
-        module = "mqttmesh.runtime.cluster_main" if r.returncode == 0 else "mqttmesh"
         # no MQTTMESH_* overrides: the file says it all (and `ctl` reads the same file)
-        return [str(MQTTMESH_PY), "-m", module, "foreground", "-c", str(self.conf)], {}
+        return [str(MQTTMESH_PY), "-m", "mqttmesh", "foreground", "-c", str(self.conf)], {}
 
     def join(self, other: str) -> str:
         assert self.conf is not None

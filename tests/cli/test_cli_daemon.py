@@ -17,19 +17,6 @@ from pathlib import Path
 import pytest
 
 
-def _node_runnable() -> bool:
-    try:
-        from mqttmesh.broker import Broker  # noqa: F401
-        from mqttmesh.runtime import Node  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _node_runnable(),
-                                reason="mqttmesh.runtime.Node / mqttmesh.broker.Broker not there yet")
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

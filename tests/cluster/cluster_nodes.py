@@ -1,10 +1,8 @@
 """Cluster node processes for integration tests.
 
-``ClusterNode`` is ``tests.helpers.NodeProcess`` started through
-``python -m mqttmesh.runtime.cluster_main foreground`` (the CLI with ``Node.cluster_factory``
-set to ``ClusterService``), so it works before Node plugs the cluster in by itself; once it
-does, ``cluster_main`` changes nothing. ``ctl(node, *args)`` runs ``python -m mqttmesh ctl``
-against a node's config. Names: ``mqttmesh<offset>@127.0.0.<i>``; each test picks its own
+``ClusterNode`` is ``tests.helpers.NodeProcess`` (``python -m mqttmesh foreground``; every
+node runs its ClusterService). ``ctl(node, *args)`` runs ``python -m mqttmesh ctl`` against a
+node's config; ``start_cluster`` starts nodes and joins them into one cluster. Names: ``mqttmesh<offset>@127.0.0.<i>``; each test picks its own
 random offset so distribution/RPC ports (4370/5370 + offset) do not collide with parallel
 tests, and the hosts differ so several nodes share the same ports (SPEC §3).
 """
@@ -17,10 +15,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from tests.helpers import NodeProcess
-from tests.helpers.nodes import _LIVE, _free_on
+from tests.helpers import Client, NodeProcess
+from tests.helpers.nodes import _free_on, wait_until
 
-__all__ = ["ClusterNode", "ctl", "CtlResult", "pick_offset", "status_of"]
+__all__ = ["ClusterNode", "ctl", "CtlResult", "pick_offset", "status_of", "wait_running",
+           "start_cluster", "retained_on"]
 
 
 def pick_offset(span: int = 2) -> int:
@@ -35,16 +34,7 @@ def pick_offset(span: int = 2) -> int:
 
 
 class ClusterNode(NodeProcess):
-    def spawn(self) -> None:
-        self.write_config()
-        self._log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mqttmesh.runtime.cluster_main", "foreground",
-             "-c", str(self.config_path)],
-            cwd=self.workdir, env=self.environment(), stdin=subprocess.DEVNULL,
-            stdout=self._log_file, stderr=subprocess.STDOUT,
-        )
-        _LIVE.append(self)
+    """A node process meant to be clustered (named ``mqttmesh<offset>@<host>``)."""
 
 
 @dataclass
@@ -67,3 +57,45 @@ def status_of(node: NodeProcess) -> dict[str, list[str]]:
     result = ctl(node, "cluster", "status", "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)
+
+
+def wait_running(nodes: list[ClusterNode], deadline: float = 20) -> None:
+    """Wait until every node's status lists exactly ``nodes`` as running."""
+    names = sorted(n.name for n in nodes)
+    for node in nodes:
+        wait_until(lambda node=node: status_of(node)["running_nodes"] == names, deadline,
+                   what=f"{node.name} sees every node running")
+
+
+def start_cluster(base, hosts: tuple[str, ...], config: str = "") -> list[ClusterNode]:
+    """Start one node per host (shared random offset), join them all to the first and wait
+    until every node sees all running. On failure the started nodes are stopped."""
+    offset = pick_offset()
+    made: list[ClusterNode] = []
+    try:
+        for i, host in enumerate(hosts):
+            node = ClusterNode(base / f"n{i}", name=f"mqttmesh{offset}@{host}", config=config)
+            made.append(node)
+            node.start()
+        for node in made[1:]:
+            result = ctl(node, "cluster", "join", made[0].name)
+            assert result.code == 0, result.err
+        wait_running(made, 15)
+    except BaseException:
+        for node in made:
+            node.stop(timeout=5)
+        raise
+    return made
+
+
+def retained_on(node: NodeProcess, topic: str) -> bytes | None:
+    """The retained payload a new subscriber on ``node`` gets for ``topic`` (None if none)."""
+    c = Client(node.port, host=node.host).connect()
+    try:
+        c.subscribe(topic, qos=1)
+        try:
+            return c.expect(timeout=0.5).payload
+        except AssertionError:
+            return None
+    finally:
+        c.close()

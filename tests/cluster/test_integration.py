@@ -1,6 +1,6 @@
 """Cluster integration: real node processes on 127.0.0.1/2/3 (same ports), paho clients, ctl.
 
-Nodes are started through ``mqttmesh.runtime.cluster_main`` (see ``cluster_nodes``).
+Nodes are started as ``python -m mqttmesh foreground`` (see ``cluster_nodes``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, status_of
+from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, retained_on, status_of
 from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
@@ -304,18 +304,7 @@ def test_retained_replicated_and_synced_to_a_joiner(cluster):
     pub.publish(topic, b"kept", qos=1, retain=True)
     pub.close()
 
-    def retained_on(node):
-        c = Client(node.port, host=node.host).connect()
-        try:
-            c.subscribe(topic, qos=1)
-            try:
-                return c.expect(timeout=0.5).payload
-            except AssertionError:
-                return None
-        finally:
-            c.close()
-
-    wait_until(lambda: retained_on(n2) == b"kept", 5, interval=0.1, what="retained on n2")
+    wait_until(lambda: retained_on(n2, topic) == b"kept", 5, interval=0.1, what="retained on n2")
     result = ctl(n3, "cluster", "join", n2.name)
     assert result.code == 0, result.err
-    wait_until(lambda: retained_on(n3) == b"kept", 5, interval=0.1, what="retained on n3")
+    wait_until(lambda: retained_on(n3, topic) == b"kept", 5, interval=0.1, what="retained on n3")

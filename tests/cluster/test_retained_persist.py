@@ -5,31 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, status_of
+from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, retained_on, wait_running
 from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
-
-
-def _running(nodes: list[ClusterNode]) -> None:
-    names = sorted(n.name for n in nodes)
-    for node in nodes:
-        wait_until(lambda node=node: status_of(node)["running_nodes"] == names, 20,
-                   what=f"{node.name} sees every node running")
-
-
-def retained_on(node: ClusterNode, topic: str) -> bytes | None:
-    c = Client(node.port, host=node.host).connect()
-    try:
-        c.subscribe(topic, qos=1)
-        try:
-            return c.expect(timeout=0.5).payload
-        except AssertionError:
-            return None
-    finally:
-        c.close()
 
 
 def test_retained_survive_a_restart_of_every_node_and_deletes_stay(tmp_path: Path):
@@ -41,7 +22,7 @@ def test_retained_survive_a_restart_of_every_node_and_deletes_stay(tmp_path: Pat
             node.start()
         for node in nodes[1:]:
             assert ctl(node, "cluster", "join", nodes[0].name).code == 0
-        _running(nodes)
+        wait_running(nodes)
         kept, gone = unique("keep"), unique("gone")
         pub = Client(nodes[0].port, host=nodes[0].host).connect()
         pub.publish(kept, b"kept", qos=1, retain=True)
@@ -67,7 +48,7 @@ def test_retained_survive_a_restart_of_every_node_and_deletes_stay(tmp_path: Pat
         for node in nodes:
             assert retained_on(node, kept) == b"kept"
             assert retained_on(node, gone) is None
-        _running(nodes)
+        wait_running(nodes)
         for node in nodes:
             assert retained_on(node, kept) == b"kept"
             assert retained_on(node, gone) is None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import pytest
 
 from mqttmesh.config import load_settings
 from mqttmesh.mgmt.cluster import call_sync
-from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset, status_of
+from tests.cluster.cluster_nodes import ClusterNode, start_cluster
 from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
@@ -19,22 +18,9 @@ HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory):
-    base: Path = tmp_path_factory.mktemp("shared")
-    offset = pick_offset()
-    made = []
+    made = start_cluster(tmp_path_factory.mktemp("shared"), HOSTS,
+                         "mqtt.shared_subscription_strategy = round_robin")
     try:
-        for i, host in enumerate(HOSTS):
-            node = ClusterNode(base / f"n{i}", name=f"mqttmesh{offset}@{host}",
-                               config="mqtt.shared_subscription_strategy = round_robin")
-            made.append(node)
-            node.start()
-        for node in made[1:]:
-            result = ctl(node, "cluster", "join", made[0].name)
-            assert result.code == 0, result.err
-        names = sorted(n.name for n in made)
-        for node in made:
-            wait_until(lambda node=node: status_of(node)["running_nodes"] == names, 15,
-                       what=f"{node.name} sees every node running")
         yield made
     finally:
         for node in made:

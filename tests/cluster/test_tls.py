@@ -189,7 +189,7 @@ def test_bad_certfile_stops_startup_naming_the_key(tmp_path: Path):
     node = ClusterNode(tmp_path / "n", name=f"mqttmesh{pick_offset()}@127.0.0.1",
                        config=certs.config(str(tmp_path / "nope.pem"), str(tmp_path / "x.key")))
     node.write_config()
-    proc = subprocess.run([sys.executable, "-m", "mqttmesh.runtime.cluster_main",
+    proc = subprocess.run([sys.executable, "-m", "mqttmesh",
                            "foreground", "-c", str(node.config_path)], capture_output=True,
                           text=True, timeout=30, env=node.environment(), cwd=node.workdir)
     assert proc.returncode != 0

@@ -4,9 +4,8 @@ Issue 5's proof: per strategy, three nodes started at once form one cluster (sta
 node lists all three) within a deadline and a publish crosses nodes; a fourth node started
 later is found; the failure paths (seeds down at start, etcd down at start, wrong cookie).
 Nodes are `mqttmesh<offset>@127.0.0.<i>` started through `tests.cluster.cluster_nodes`
-(`mqttmesh.runtime.cluster_main foreground`), with a random offset per test so parallel
-tests do not share ports. These tests run once the cluster service drives
-`mqttmesh.discovery.DiscoveryLoop`; until then they are skipped with that reason.
+(`python -m mqttmesh foreground`), with a random offset per test so parallel
+tests do not share ports.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import mqttmesh.runtime
 from tests.cluster.cluster_nodes import ClusterNode, ctl, pick_offset
 from tests.helpers import Client
 from tests.helpers.clients import unique
@@ -27,17 +25,6 @@ from .conftest import Dnsmasq, Etcd, free_port
 
 FORM_DEADLINE = 60.0
 
-
-def _discovery_wired() -> bool:
-    runtime = Path(mqttmesh.runtime.__file__).parent
-    return any("DiscoveryLoop" in path.read_text(encoding="utf-8") for path in runtime.glob("*.py"))
-
-
-pytestmark = pytest.mark.skipif(
-    not _discovery_wired(),
-    reason="the cluster service does not run mqttmesh.discovery.DiscoveryLoop yet "
-           "(nothing in src/mqttmesh/runtime/ uses it); these tests start once it does",
-)
 
 NodeMaker = Callable[..., ClusterNode]
 
