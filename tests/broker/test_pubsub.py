@@ -57,6 +57,19 @@ def test_upgrade_qos(make_broker, clock) -> None:
     assert sub.publishes()[0].qos == 1
 
 
+def test_upgrade_qos_never_downgrades(make_broker, clock) -> None:
+    # EMQX: with upgrade_qos the delivered QoS is max(subscription, message), not the
+    # subscription's QoS: a QoS 2 message to a QoS 1 subscription still goes out at QoS 2.
+    broker = make_broker(upgrade_qos=True)
+    sub = BrokerClient(broker, clock, 4)
+    sub.connect("sub")
+    sub.subscribe("t", qos=1)
+    pub = BrokerClient(broker, clock, 4)
+    pub.connect("pub")
+    pub.publish("t", b"x", qos=2)
+    assert sub.publishes()[0].qos == 2
+
+
 def test_subscribe_qos_capped_by_max_qos_allowed(make_broker, clock) -> None:
     broker = make_broker(max_qos_allowed=1)
     c = BrokerClient(broker, clock, 4)

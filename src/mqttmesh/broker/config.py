@@ -38,7 +38,8 @@ class BrokerConfig:
         max_inflight: unacknowledged QoS 1/2 deliveries per session (v5: also bounded by
             the client's Receive Maximum).
         max_subscriptions: subscriptions per session, None = unlimited.
-        upgrade_qos: deliver at the subscription's QoS even when the message's is lower.
+        upgrade_qos: deliver at max(subscription QoS, message QoS) instead of the minimum
+            (EMQX's ``mqtt.upgrade_qos``).
         idle_timeout: a connection that sends no CONNECT within this is closed.
         shared_subscription_strategy: how one member of a shared group is picked.
         server_keepalive: if set, overrides the client's keep alive (v5 Server Keep Alive).

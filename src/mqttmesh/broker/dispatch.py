@@ -158,7 +158,8 @@ class Dispatcher:
         if sub is None or message.expired(now):
             return False
         mqos = message.qos
-        qos = sub.qos if (self._config.upgrade_qos or sub.qos < mqos) else mqos
+        upgrade = self._config.upgrade_qos
+        qos = sub.qos if (sub.qos > mqos if upgrade else sub.qos < mqos) else mqos
         sub.session.deliver(message, qos, message.retain and sub.retain_as_published,
                             sub.identifier, now)
         return True
@@ -184,7 +185,7 @@ class Dispatcher:
                 session = sub.session
                 if sub.no_local and session.client_id == sender:  # [MQTT-3.8.3-3]
                     continue
-                qos = sub.qos if (upgrade or sub.qos < mqos) else mqos
+                qos = sub.qos if (sub.qos > mqos if upgrade else sub.qos < mqos) else mqos
                 retain = mretain and sub.retain_as_published  # [MQTT-3.3.1-12] [MQTT-3.3.1-13]
                 outlet = session.outlet
                 delivered += 1
@@ -204,7 +205,7 @@ class Dispatcher:
                     sub = group.pick(message)  # type: ignore[assignment]
                     if sub is None:
                         continue
-                    qos = sub.qos if (upgrade or sub.qos < mqos) else mqos
+                    qos = sub.qos if (sub.qos > mqos if upgrade else sub.qos < mqos) else mqos
                     retain = mretain and sub.retain_as_published
                     delivered += 1
                     sub.session.deliver(message, qos, retain, sub.identifier, now)

@@ -120,7 +120,8 @@ def send_retained(
         if handling == 2 or (handling == 1 and not new):
             continue
         for message in broker.retained.match(sub.real_filter, now):
-            qos = sub.qos if (upgrade or sub.qos < message.qos) else message.qos
+            mqos = message.qos
+            qos = sub.qos if (sub.qos > mqos if upgrade else sub.qos < mqos) else mqos
             # RETAIN is 1 for retained messages sent on subscribe [MQTT-3.3.1-8]
             session.deliver(message, qos, True, sub.identifier, now)
 
