@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from tests.helpers import Client, NodeProcess
 from tests.helpers.nodes import _free_on, wait_until
 
-__all__ = ["ClusterNode", "ctl", "CtlResult", "pick_offset", "status_of", "wait_running",
-           "start_cluster", "retained_on"]
+__all__ = ["ClusterNode", "ctl", "CtlResult", "pick_offset", "pick_offset_on", "status_of",
+           "wait_running", "start_cluster", "retained_on", "ctl_call"]
 
 
 def pick_offset(span: int = 2) -> int:
@@ -28,6 +28,17 @@ def pick_offset(span: int = 2) -> int:
     for _ in range(200):
         k = random.randrange(100, 900)
         if all(_free_on(h, base + k + i) for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+               for base in (4370, 5370) for i in range(span)):
+            return k
+    raise RuntimeError("no free cluster port offset")
+
+
+def pick_offset_on(hosts: tuple[str, ...] | list[str], span: int = 1) -> int:
+    """Like ``pick_offset`` for any set of hosts: a random name offset in 100..900 whose
+    cluster ports (and the next ``span - 1``) are free now on every one of ``hosts``."""
+    for _ in range(200):
+        k = random.randrange(100, 900)
+        if all(_free_on(h, base + k + i) for h in hosts
                for base in (4370, 5370) for i in range(span)):
             return k
     raise RuntimeError("no free cluster port offset")
@@ -53,7 +64,29 @@ def ctl(node: NodeProcess, *args: str, timeout: float = 40.0) -> CtlResult:
     return CtlResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def ctl_call(node: NodeProcess, op: str, args: dict | None = None, timeout: float = 10.0):
+    """One ctl operation (``status``, ``routes_list``, ``route_explain``...) run in this
+    process (no interpreter start-up: cheap enough to poll); None if the node cannot be
+    asked (not up yet, refused)."""
+    from mqttmesh.config import load_settings
+    from mqttmesh.errors import ClusterError
+    from mqttmesh.mgmt.cluster import call_sync
+
+    settings = load_settings(str(node.config_path), node.environment())
+    try:
+        return call_sync(settings, op, args or {}, timeout)
+    except (ClusterError, OSError, TimeoutError):
+        return None
+
+
 def status_of(node: NodeProcess) -> dict[str, list[str]]:
+    """``running_nodes`` / ``stopped_nodes`` of ``ctl cluster status --json`` (the SPEC §1
+    keys; ``full_status`` has the rest: roles and cores)."""
+    full = full_status(node)
+    return {"running_nodes": full["running_nodes"], "stopped_nodes": full["stopped_nodes"]}
+
+
+def full_status(node: NodeProcess) -> dict:
     result = ctl(node, "cluster", "status", "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)
