@@ -110,8 +110,14 @@ async def node_get(ctx: Ctx) -> dict[str, Any]:
 
 async def cluster_status(ctx: Ctx) -> dict[str, Any]:
     status = await cluster.call(ctx.settings, "status")
-    return {"name": ctx.settings.cluster.name, "self": ctx.settings.node.name,
-            "nodes": sorted(status["running_nodes"] + status["stopped_nodes"]), **status}
+    return {"name": ctx.settings.cluster.name, "self": ctx.settings.node.name, **status,
+            "nodes": sorted(status["running_nodes"] + status["stopped_nodes"]),
+            "roles": {row["name"]: row["role"] for row in status.get("nodes", [])}}
+
+
+async def cluster_topology(ctx: Ctx) -> list[dict[str, Any]]:
+    """EMQX 5 shape: ``[{"core_node": ..., "replicant_nodes": [{"node": ...}]}]``."""
+    return list((await cluster.call(ctx.settings, "topology"))["topology"])
 
 
 async def cluster_join(ctx: Ctx) -> dict[str, Any]:
@@ -334,6 +340,8 @@ ROUTES: list[Route] = [
     Route("GET", "/nodes", nodes, "Every node of the cluster", "nodes"),
     Route("GET", "/nodes/{node}", node_get, "One node", "nodes", params=(NODE,)),
     Route("GET", "/cluster", cluster_status, "Cluster status", "cluster"),
+    Route("GET", "/cluster/topology", cluster_topology,
+          "Cores and the replicants following each", "cluster"),
     Route("POST", "/cluster/join", cluster_join, "This node joins the cluster of node",
           "cluster", body={"type": "object", "required": ["node"],
                            "properties": {"node": _str(255)}}),

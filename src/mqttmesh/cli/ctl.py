@@ -32,8 +32,13 @@ def format_status(status: dict[str, Any]) -> str:
     """`Cluster status: #{running_nodes => ['a@h1','b@h2'], stopped_nodes => []}`."""
     def names(key: str) -> str:
         return ",".join(f"'{n}'" for n in status.get(key, []))
-    return (f"Cluster status: #{{running_nodes => [{names('running_nodes')}], "
+    line = (f"Cluster status: #{{running_nodes => [{names('running_nodes')}], "
             f"stopped_nodes => [{names('stopped_nodes')}]}}")
+    replicants = [n for n in status.get("nodes", []) if n.get("role") == "replicant"]
+    if replicants:  # second line only in clusters with replicants: replicant => its core
+        pairs = ", ".join(f"'{n['name']}' => '{n.get('core') or 'none'}'" for n in replicants)
+        line += f"\nReplicants: #{{{pairs}}}"
+    return line
 
 
 class _Parser(argparse.ArgumentParser):

@@ -54,7 +54,7 @@ __all__ = [
 HELLO, CHALLENGE, RESPONSE, WELCOME, REFUSE = 100, 101, 102, 103, 104
 KIND_NODE = "node"
 KIND_CTL = "ctl"
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
 NONCE_SIZE = 16
 
 

@@ -91,6 +91,16 @@ class Membership:
         """Whether this node has any other member."""
         return bool(self.peers())
 
+    def role_of(self, name: str) -> str:
+        """The role of ``name`` in the view (``core`` if unknown)."""
+        m = self.view.get(name)
+        return m.role if m is not None else "core"
+
+    def members_of_role(self, role: str) -> list[str]:
+        """Members with ``role``, sorted, this node included if it has it."""
+        return sorted(n for n, m in self.view.items()
+                      if m.status is MemberStatus.MEMBER and m.role == role)
+
     def incarnation(self, name: str) -> int:
         m = self.view.get(name)
         return m.incarnation if m is not None else 0

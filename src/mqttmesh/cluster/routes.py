@@ -190,6 +190,16 @@ class RouteTable:
         self._replicas[origin] = fresh
         return True
 
+    def replica_snapshot(self, origin: str) -> tuple[str, int, list[str]] | None:
+        """(epoch, version, filters) of our copy of ``origin`` (ours included), to relay to
+        nodes that get ``origin``'s routes through us; None if we hold no complete copy."""
+        if origin == self.self_name:
+            return self.own_snapshot()
+        rep = self._replicas.get(origin)
+        if rep is None or rep.awaiting_snapshot:
+            return None
+        return rep.epoch, rep.version, sorted(rep.filters)
+
     def needs_resync(self, origin: str, digest: Digest) -> bool:
         """Compare ``origin``'s own digest with our replica of it."""
         if origin == self.self_name:

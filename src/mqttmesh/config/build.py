@@ -80,9 +80,15 @@ def build_settings(tree: dict[str, Any], config_file: str | None) -> Settings:
     log_path = u.parse_str("log.file.path", r("log.file.path"))
     log_path = os.path.abspath(log_path) if log_path else os.path.join(
         node.data_dir, "log", "node.log")
+    cluster = _cluster(r)
+    if node.role == "replicant" and cluster.discovery_strategy == "manual":
+        raise ConfigError("node.role", "replicant",
+                          "a replicant finds its cores by auto clustering: set "
+                          "cluster.discovery_strategy (static, dns, etcd, k8s or mcast), "
+                          "not manual")
     return Settings(
         node=node,
-        cluster=_cluster(r),
+        cluster=cluster,
         mqtt=_mqtt(r),
         listeners=listeners,
         dashboard=DashboardSettings(listeners=(ListenerSettings(
@@ -206,6 +212,14 @@ def _ssl_dist(r: _Reader, p: str) -> SslDistSettings:
     )
 
 
+def _grace(r: _Reader) -> float:
+    grace = u.parse_duration("cluster.replicant_route_grace", r("cluster.replicant_route_grace"))
+    if grace is None or grace <= 0:
+        raise ConfigError("cluster.replicant_route_grace", r("cluster.replicant_route_grace"),
+                          "must be a positive duration (e.g. 15m)")
+    return grace
+
+
 def _cluster(r: _Reader) -> ClusterSettings:
     strategy = u.parse_enum("cluster.discovery_strategy", r("cluster.discovery_strategy"),
                             ("manual", "static", "dns", "etcd", "k8s", "mcast"))
@@ -222,6 +236,7 @@ def _cluster(r: _Reader) -> ClusterSettings:
         autoheal=u.parse_bool("cluster.autoheal", r("cluster.autoheal")),
         autoclean=u.parse_duration("cluster.autoclean", r("cluster.autoclean"),
                                    allow_infinity=True, allow_disabled=True),
+        replicant_route_grace=_grace(r),
         proto_dist=u.parse_enum("cluster.proto_dist", r("cluster.proto_dist"),
                                 ("inet_tcp", "inet6_tcp", "inet_tls")),
         static=StaticSettings(seeds=seeds),

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "cluster.discovery_strategy": "manual",
     "cluster.autoheal": True,
     "cluster.autoclean": "24h",
+    "cluster.replicant_route_grace": "15m",
     "cluster.proto_dist": "inet_tcp",
     "cluster.static.seeds": [],
     "cluster.dns.name": "localhost",

@@ -113,6 +113,7 @@ class ClusterSettings:
     discovery_strategy: str   # manual | static | dns | etcd | k8s | mcast
     autoheal: bool
     autoclean: float | None   # seconds; None = never
+    replicant_route_grace: float  # seconds a dead replicant's routes are kept (then purged)
     proto_dist: str           # inet_tcp | inet6_tcp | inet_tls
     static: StaticSettings
     dns: DnsSettings

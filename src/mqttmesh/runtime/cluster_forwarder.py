@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mqttmesh.cluster import KIND_NODE, ClientHandshake, v1
+from mqttmesh.cluster import KIND_NODE, ClientHandshake, v1, v2
 from mqttmesh.cluster.forwarding import Inbox, Outbox, decode_message, encode_message
 from mqttmesh.config import node_host, rpc_port
 from mqttmesh.errors import HandshakeError
@@ -73,10 +73,11 @@ class ClusterForwarder:
 
     def flush(self) -> None:
         self._scheduled = False
+        relay = self.service.relay
         for node, box in self.outboxes.items():
             if not box.has_new:
                 continue
-            link = self.links.get(node)
+            link = relay.link_to(node, rpc=True)  # direct, or through the cores
             connected = link is not None and not link.closed
             dropped = box.dropped
             for msg in box.take(connected):
@@ -85,6 +86,24 @@ class ClusterForwarder:
             if box.dropped != dropped:
                 log_event(log, "warning", "forwarding queue of an unreachable node is full: "
                           "messages dropped", peer=node, dropped=box.dropped - dropped)
+
+    def link_up(self, node: str) -> None:
+        """An RPC link to ``node`` came up: resend what waits for acks to every destination
+        reached through it (relayed destinations have no connector of their own)."""
+        relay = self.service.relay
+        for dest, box in self.outboxes.items():
+            if dest == node or relay.direct(dest, True) is None:
+                link = relay.link_to(dest, rpc=True)
+                if link is not None:
+                    for msg in box.resend():
+                        link.send(msg)
+        self.flush()
+
+    def drop_link(self, node: str) -> None:
+        """Close our RPC link to ``node`` (the outbox stays for a retry elsewhere)."""
+        link = self.links.pop(node, None)
+        if link is not None:
+            link.close("uplink lost")
 
     def drop_peer(self, node: str) -> None:
         """``node`` left: forget what was still to be sent to it."""
@@ -120,28 +139,29 @@ class ClusterForwarder:
             backoff = 0.1
             self.links[node] = link
             service.track(link)
-            box = self.outboxes.get(node)
-            if box is not None:
-                for msg in box.resend():
-                    link.send(msg)
-            self.flush()
+            link.fair = True
+            self.link_up(node)
             try:
-                await link.run(self._on_ack)
+                await link.run(self.on_incoming)
             finally:
                 service.untrack(link)
                 if self.links.get(node) is link:
                     del self.links[node]
 
-    def _on_ack(self, link: PeerLink, msg: list[Any]) -> None:
-        if msg[0] == v1.FORWARD_ACK:
+    # -- receiving -------------------------------------------------------------------------
+    def on_incoming(self, link: Any, msg: list[Any]) -> None:
+        """A message on an RPC link (either direction: a core forwards to its replicants
+        on their uplinks), or unwrapped from a relay."""
+        kind = msg[0]
+        if kind == v1.FORWARD_ACK:
             box = self.outboxes.get(link.peer.name)
             if box is not None:
                 box.ack(msg[1])
-
-    # -- receiving -------------------------------------------------------------------------
-    def on_incoming(self, link: PeerLink, msg: list[Any]) -> None:
-        """A message on an incoming RPC link."""
-        if msg[0] != v1.FORWARD:
+            return
+        if kind == v2.RELAY:
+            self.service.relay.on_relay(link, msg, self.on_incoming, rpc=True)
+            return
+        if kind != v1.FORWARD:
             return
         service = self.service
         sender = link.peer.name

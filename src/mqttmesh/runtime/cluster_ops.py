@@ -73,6 +73,8 @@ class ClusterOps:
         if link.peer.kind == KIND_CTL:
             if op == "status":
                 return self.op_status()
+            if op == "topology":
+                return {"topology": self.op_topology()}
             if op == "join":
                 return await self.op_join(_str(args, "node"), bool(args.get("dry_run")))
             if op == "leave":
@@ -93,7 +95,8 @@ class ClusterOps:
         if op == "join":
             return self._accept_join(link, args)
         if op == "join_check":
-            return {"members": self.s.membership.members(), "cluster": self.s.cluster_name}
+            return {"members": self.s.membership.members(), "cluster": self.s.cluster_name,
+                    "role": self.s.role, "replicants": len(self.s.replicants.links)}
         if op == "route_digests":
             if not self.s.membership.is_member(link.peer.name):
                 raise ClusterError(f"{link.peer.name} is not a member of this cluster")
@@ -103,9 +106,33 @@ class ClusterOps:
 
     # -- status ----------------------------------------------------------------------------
     def op_status(self) -> dict[str, Any]:
-        status = self.s.membership.status()
+        s = self.s
+        m = s.membership
+        status = m.status()
+        running = set(status.running_nodes)
+        attachments = s.topology.attachments()
+        if s.uplink is not None and s.uplink.core is not None:
+            attachments[s.name] = s.uplink.core
+        nodes = []
+        for name in m.members():
+            role = m.role_of(name)
+            nodes.append({"name": name, "role": role,
+                          "core": attachments.get(name) if role == "replicant" else None,
+                          "status": "running" if name in running else "stopped"})
         return {"running_nodes": list(status.running_nodes),
-                "stopped_nodes": list(status.stopped_nodes)}
+                "stopped_nodes": list(status.stopped_nodes),
+                "nodes": nodes}
+
+    def op_topology(self) -> list[dict[str, Any]]:
+        """EMQX 5 ``GET /cluster/topology``: each core with the replicants following it."""
+        s = self.s
+        attachments = s.topology.attachments()
+        if s.uplink is not None and s.uplink.core is not None:
+            attachments[s.name] = s.uplink.core
+        return [{"core_node": core,
+                 "replicant_nodes": [{"node": r} for r, c in sorted(attachments.items())
+                                     if c == core]}
+                for core in s.membership.members_of_role("core")]
 
     # -- join ------------------------------------------------------------------------------
     async def op_join(self, target: str, dry_run: bool = False
@@ -116,6 +143,9 @@ class ClusterOps:
             raise ClusterError(f"invalid node name {target!r}: {exc.reason}") from None
         if target == self.s.name:
             raise ClusterError("a node cannot join itself")
+        if self.s.uplink is not None:
+            raise ClusterError("this node is a replicant: it attaches to a core found by "
+                               "discovery (cluster.discovery_strategy), it does not join")
         if self.s.membership.is_member(target):
             raise ClusterError(f"this node is already in a cluster with {target}")
         host, port = node_host(target), dist_port(target)
@@ -136,8 +166,10 @@ class ClusterOps:
             if link.peer.name != target:
                 raise ClusterError(f"the node at {host}:{port} is {link.peer.name}, "
                                    f"not {target}")
+            info = await link.request("join_check", {})
+            if isinstance(info, dict) and info.get("role", "core") != "core":
+                raise ClusterError(f"{target} is a replicant: join a core node")
             if dry_run:
-                info = await link.request("join_check", {})
                 return self._dry_run_report(target, info)
             if self.s.membership.clustered:
                 log_event(log, "info", "leaving the current cluster to join another",
@@ -203,6 +235,10 @@ class ClusterOps:
     def _accept_join(self, link: PeerLink, args: dict[str, Any]
                      ) -> dict[str, Any]:
         joiner = _str(args, "node")
+        if self.s.uplink is not None:
+            raise ClusterError(f"node {self.s.name} is a replicant: join a core node")
+        if args.get("role") == "replicant":
+            raise ClusterError(f"{joiner} is a replicant: replicants attach by discovery")
         if joiner != link.peer.name:
             raise ClusterError("a node may only ask to join for itself")
         if joiner == self.s.name:
@@ -240,6 +276,9 @@ class ClusterOps:
         joined, or None.
         """
         s = self.s
+        if s.uplink is not None:  # a replicant attaches to a core instead
+            s.uplink.on_candidates(candidates)
+            return None
         if s.membership.clustered or s.left_manually:
             return None
         ranked: list[tuple[int, str]] = []
@@ -258,6 +297,8 @@ class ClusterOps:
                           reason=str(exc))
                 continue
             self._refused.pop(name, None)
+            if isinstance(info, dict) and info.get("role", "core") != "core":
+                continue  # a replicant is never joined to
             members = info.get("members") if isinstance(info, dict) else None
             clustered = isinstance(members, list) and len(members) > 1
             if clustered or name < s.name:

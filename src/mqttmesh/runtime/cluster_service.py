@@ -46,7 +46,9 @@ from mqttmesh.cluster import (
     MemberStatus,
     RouteTable,
     ServerHandshake,
+    Topology,
     v1,
+    v2,
 )
 from mqttmesh.cluster.wire import session_ops, shared_ops
 from mqttmesh.config import dist_port, node_host, rpc_port
@@ -57,12 +59,15 @@ from mqttmesh.runtime.cluster_barrier import RouteBarriers
 from mqttmesh.runtime.cluster_forwarder import ClusterForwarder
 from mqttmesh.runtime.cluster_health import ClusterHealth
 from mqttmesh.runtime.cluster_ops import ClusterOps
+from mqttmesh.runtime.cluster_relay import Relay
+from mqttmesh.runtime.cluster_replicants import ATTACH, CoreReplicants
 from mqttmesh.runtime.cluster_retained import RetainedReplicator
 from mqttmesh.runtime.cluster_sessions import ClusterSessions
 from mqttmesh.runtime.cluster_shared import ClusterShared
 from mqttmesh.runtime.cluster_store import check_identity, load_view, save_view
 from mqttmesh.runtime.dist_transport import DistTransport
 from mqttmesh.runtime.epmd import EpmdAgent
+from mqttmesh.runtime.replicant_uplink import ReplicantUplink
 from mqttmesh.runtime.peer_link import (
     HEARTBEAT_INTERVAL,
     LinkUnreachable,
@@ -137,6 +142,12 @@ class ClusterService:
         self.sessions = ClusterSessions(self)  # client registry, takeover (issue 6)
         self.shared = ClusterShared(self)  # shared groups picked cluster-wide (issue 6)
         self.health = ClusterHealth(self)  # autoclean + autoheal (docs/faults.md)
+        # core/replicant clusters (docs/scaling.md): who follows which core, relays
+        self.topology = Topology(lambda name: self.membership.incarnation(name))
+        self.relay = Relay(self)
+        self.replicants = CoreReplicants(self)
+        self.uplink: ReplicantUplink | None = \
+            ReplicantUplink(self) if self.role == "replicant" else None
         self.left_manually = False
         self._refusals: dict[tuple[str, str, str], tuple[float | None, int]] = {}
         self.hooks: Any = self
@@ -223,6 +234,8 @@ class ClusterService:
                     self.membership.mark_down(peer, now)
                     self.routes.set_down(peer, True)
                     self.start_peer(peer)
+                if self.uplink is not None:
+                    tg.create_task(self.uplink.run(), name="cluster-uplink")
                 tg.create_task(self._ticker(), name="cluster-ticker")
                 ready.set()
         finally:
@@ -279,7 +292,7 @@ class ClusterService:
             return
         msg = [v1.ROUTE_DELTAS, self.name, self.epoch, deltas[0].version,
                [[d.op, d.topic_filter] for d in deltas]]
-        for link in self.up_links():
+        for link in self.stream_links():
             link.send(msg)
             link.flush()  # now: a peer should learn a new route as early as possible
 
@@ -290,21 +303,47 @@ class ClusterService:
     def untrack(self, link: PeerLink) -> None:
         self._links.discard(link)
 
-    def peer_link(self, name: str) -> PeerLink | None:
-        """Our outgoing distribution link to ``name`` if it is up."""
+    def direct_link(self, name: str) -> PeerLink | None:
+        """Our outgoing distribution link to core ``name`` if it is up."""
         peer = self._peers.get(name)
         if peer is None or peer.link is None or peer.link.closed:
             return None
         return peer.link
 
-    def up_links(self) -> list[PeerLink]:
-        """Our outgoing distribution links that are up."""
+    def peer_link(self, name: str) -> Any:
+        """A link to ``name`` if it is reachable: direct, or relayed (``cluster_relay``)."""
+        if not self.membership.is_up(name):
+            return None
+        return self.relay.link_to(name)
+
+    def core_links(self) -> list[PeerLink]:
+        """Our outgoing distribution links to cores that are up (the core mesh)."""
         return [p.link for p in self._peers.values() if p.link is not None
                 and not p.link.closed]
+
+    def stream_links(self) -> list[PeerLink]:
+        """Where our own replicated data goes: the core mesh and our replicants (a core),
+        or the uplink (a replicant)."""
+        if self.uplink is not None:
+            link = self.uplink.link_for(False)
+            return [link] if link is not None else []
+        return self.core_links() + [link for link in self.replicants.links.values()
+                                    if not link.closed]
+
+    def up_links(self) -> list[Any]:
+        """A link (direct or relayed) to every other member that is running."""
+        out = []
+        for name in self.membership.peers():
+            link = self.peer_link(name)
+            if link is not None:
+                out.append(link)
+        return out
 
     def start_peer(self, name: str) -> None:
         if name in self._peers or name == self.name or self._tg is None or not self.running:
             return
+        if self.uplink is not None or self.membership.role_of(name) != "core":
+            return  # replicants keep one uplink; cores do not dial replicants
         peer = self._peers[name] = _Peer(name)
         peer.tasks.append(self._tg.create_task(self._dist_connector(peer),
                                                name=f"cluster-link-{name}"))
@@ -378,10 +417,15 @@ class ClusterService:
         try:
             if link.peer.kind == KIND_CTL:
                 await link.run(self._on_ctl_message)
+            elif self.uplink is not None:
+                # a replicant is never linked to: answer join_check / join (refused), only
+                await link.run(self._on_ctl_message)
             else:
                 await link.run(self._on_dist_message)
         finally:
             self.untrack(link)
+            if link.peer.role == "replicant" and link.peer.kind == KIND_NODE:
+                self.replicants.link_closed(link)
 
     async def _accept_rpc(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -394,12 +438,24 @@ class ClusterService:
         if link.peer.kind != KIND_NODE:
             link.close("ctl on the rpc port")
             return
+        if self.uplink is not None:
+            link.close("this node is a replicant: it takes no links from other nodes")
+            return
+        replicant = link.peer.role == "replicant"
+        if replicant:
+            old = self.replicants.rpc_links.get(link.peer.name)
+            if old is not None and old is not link:
+                old.close("replicant reconnected")
+            self.replicants.rpc_links[link.peer.name] = link
+            self.forwarder.link_up(link.peer.name)
         self.track(link)
         link.fair = True
         try:
             await link.run(self.forwarder.on_incoming)
         finally:
             self.untrack(link)
+            if replicant and self.replicants.rpc_links.get(link.peer.name) is link:
+                del self.replicants.rpc_links[link.peer.name]
 
     def _log_refusal(self, what: str, reason: str, address: str, **kv: Any) -> None:
         """Log a refused link once per (peer host, reason) every REFUSAL_LOG_INTERVAL s:
@@ -422,6 +478,8 @@ class ClusterService:
         self.routes.set_down(name, False)
         if self.membership.mark_up(name):
             log_event(log, "info", "node up", node=self.name, peer=name)
+        self.replicants.refresh_liveness()
+        self.replicants.broadcast_topology()
 
     def _on_down(self, name: str, reason: str) -> None:
         if not self.membership.is_member(name) or self.loop is None:
@@ -430,6 +488,78 @@ class ClusterService:
         self.barriers.gone(name)
         if self.membership.mark_down(name, self.loop.time()) and self.running:
             log_event(log, "warning", "node down", node=self.name, peer=name, reason=reason)
+        self.replicants.refresh_liveness()
+        self.replicants.broadcast_topology()
+
+    # -- replicant side (runtime/replicant_uplink.py) --------------------------------------
+    def on_uplink_up(self, link: PeerLink) -> None:
+        """Attached: send what a new link gets (our digest, retained, shared, claims)."""
+        link.send(self._own_digest_msg())
+        link.send(self.retained.full_set())
+        self.shared.on_link_up(link)
+        self.sessions.on_link_up(link)
+
+    def on_uplink_down(self, core: str, reason: str) -> None:
+        """The uplink closed: every other node is out of reach until we attach again."""
+        if self.loop is None:
+            return
+        now = self.loop.time()
+        for name in self.membership.peers():
+            self.routes.set_down(name, True)
+            self.barriers.gone(name)
+            self.membership.mark_down(name, now)
+        if self.running:
+            log_event(log, "warning", "core link lost: failing over", node=self.name,
+                      core=core, reason=reason)
+
+    def on_uplink_message(self, link: PeerLink, msg: list[Any]) -> Any:
+        if msg[0] == v1.VIEW:
+            try:
+                entries = Membership.from_wire(msg[1])
+            except ClusterError:
+                return None
+            self.apply_view(entries)
+            return None
+        return self._on_dist_message(link, msg)
+
+    def topology_reports(self) -> list[tuple[str, dict[str, int]]]:
+        return [(core, {r: self.membership.incarnation(r)
+                        for r in self.topology.replicants_of(core)})
+                for core in self.membership.members_of_role("core")]
+
+    def _on_topology(self, link: PeerLink, msg: list[Any]) -> None:
+        _, core, attached, running = msg
+        sender = link.peer.name
+        if self.uplink is not None:
+            if sender != self.uplink.core:
+                return
+            self.topology.report(core, attached)
+            if core == sender and self.loop is not None:
+                now = self.loop.time()
+                up = {n for n in running if isinstance(n, str)}
+                for name in self.membership.peers():
+                    if name in up:
+                        self.routes.set_down(name, False)
+                        self.membership.mark_up(name)
+                    else:
+                        self.routes.set_down(name, True)
+                        self.barriers.gone(name)
+                        self.membership.mark_down(name, now)
+            return
+        if core != sender or self.membership.role_of(sender) != "core":
+            return
+        if self.topology.report(core, attached):
+            self.replicants.to_replicants([v2.TOPOLOGY, core, attached, []])
+            self.replicants.refresh_liveness()
+
+    def upstream_ok(self, origin: str, sender: str) -> bool:
+        """Whether route data of ``origin`` may come from ``sender`` (its upstream)."""
+        if origin == sender:
+            return True
+        if self.uplink is not None:
+            return sender == self.uplink.core
+        return (self.membership.role_of(origin) == "replicant"
+                and self.topology.core_of(origin) == sender)
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -442,9 +572,13 @@ class ClusterService:
                 next_gossip = now + GOSSIP_INTERVAL
                 view = [v1.VIEW, self.health.wire_view()]
                 digest = self._own_digest_msg()
-                for link in self.up_links():
-                    link.send(view)
+                for link in self.stream_links():
+                    if self.uplink is None:
+                        link.send(view)  # a replicant's view is its core's: not gossiped
                     link.send(digest)
+                if self.uplink is None:
+                    self.replicants.gossip(view)
+                    self.replicants.purge_due(now)
                 for peer in self.membership.peers():
                     self.start_peer(peer)
                 self.retained.tick()
@@ -457,11 +591,20 @@ class ClusterService:
         d = self.routes.own_digest()
         return [v1.ROUTE_DIGEST, self.name, d.epoch, d.version, d.hash]
 
-    async def _on_dist_message(self, link: PeerLink, msg: list[Any]) -> None:
+    async def _on_dist_message(self, link: Any, msg: list[Any]) -> None:
         kind = msg[0]
         sender = link.peer.name
         member = self.membership.is_member(sender) and sender != self.name
-        if kind == v1.VIEW:
+        if kind == v2.RELAY:
+            result = self.relay.on_relay(link, msg, self._on_dist_message, rpc=False)
+            if result is not None:
+                await result
+            return
+        if kind == v2.TOPOLOGY:
+            self._on_topology(link, msg)
+        elif kind == v1.REQUEST and msg[2] == ATTACH:
+            self.replicants.on_attach(link, msg[1], msg[3])
+        elif kind == v1.VIEW:
             self._on_view(link, msg[1], member)
         elif kind == v1.BYE:
             self._on_bye(sender, msg[2])
@@ -475,27 +618,33 @@ class ClusterService:
             return
         elif kind == v1.ROUTE_DELTAS:
             _, origin, epoch, first, ops = msg
-            if origin != sender or not all(
+            if not self.upstream_ok(origin, sender) or not all(
                     isinstance(o, list) and len(o) == 2 and o[0] in (0, 1)
                     and isinstance(o[1], str) for o in ops):
                 return
-            if self.routes.apply_deltas(origin, epoch, first, ops) is ApplyResult.GAP:
+            result = self.routes.apply_deltas(origin, epoch, first, ops)
+            if result is ApplyResult.GAP:
                 link.send([v1.ROUTE_RESYNC, origin])
             else:
                 self._ack_routes(link, origin)
+                if result is ApplyResult.APPLIED:
+                    self.replicants.stream_route_data(msg, origin, sender)
         elif kind == v1.ROUTE_DIGEST:
             _, origin, epoch, version, hash_ = msg
-            if origin == sender and self.routes.needs_resync(
+            if self.upstream_ok(origin, sender) and self.routes.needs_resync(
                     origin, Digest(epoch, version, hash_, 0)):
                 link.send([v1.ROUTE_RESYNC, origin])
         elif kind == v1.ROUTE_RESYNC:
-            if msg[1] == self.name:
-                epoch, version, filters = self.routes.own_snapshot()
-                link.send([v1.ROUTE_SNAPSHOT, self.name, epoch, version, filters])
+            origin = msg[1]
+            if origin == self.name or self.uplink is None:  # a core serves any copy
+                snap = self.routes.replica_snapshot(origin)
+                if snap is not None:
+                    link.send([v1.ROUTE_SNAPSHOT, origin, *snap])
         elif kind == v1.ROUTE_SNAPSHOT:
             _, origin, epoch, version, filters = msg
-            if origin == sender and all(isinstance(f, str) for f in filters):
-                self.routes.apply_snapshot(origin, epoch, version, filters)
+            if self.upstream_ok(origin, sender) and all(isinstance(f, str) for f in filters):
+                if self.routes.apply_snapshot(origin, epoch, version, filters):
+                    self.replicants.stream_route_data(msg, origin, sender)
                 self._ack_routes(link, origin)
         elif kind == v1.RETAINED:
             self.retained.on_message(link, msg[1])
@@ -508,10 +657,15 @@ class ClusterService:
         if msg[0] == v1.REQUEST:
             await self.ops.handle_request(link, msg[1], msg[2], msg[3])
 
-    def _ack_routes(self, link: PeerLink, origin: str) -> None:
+    def _ack_routes(self, link: Any, origin: str) -> None:
         digest = self.routes.replica_digest(origin)
-        if digest is not None:
-            link.send([v1.ROUTE_ACK, digest.epoch, digest.version])
+        if digest is None:
+            return
+        if origin != link.peer.name:  # relayed route data: the ack goes to the origin
+            link = self.relay.link_to(origin)
+            if link is None:
+                return
+        link.send([v1.ROUTE_ACK, digest.epoch, digest.version])
 
     def _start_discovery(self, spawn: Callable[..., Any]) -> None:
         """Run the configured discovery strategy (none for ``manual``): it only finds
@@ -601,6 +755,7 @@ class ClusterService:
             elif entry.name in was:
                 self.forget(entry.name)
                 log_event(log, "info", "node left", node=self.name, peer=entry.name)
+        self.replicants.refresh_liveness()
         self.save_view()
 
     def remove_member(self, name: str) -> None:
@@ -612,6 +767,9 @@ class ClusterService:
         log_event(log, "info", "node left", node=self.name, peer=name, forced=True)
 
     def forget(self, name: str) -> None:
+        self.replicants.drop(name, "node left")
+        self.topology.forget(name)
+        self.relay.forget(name)
         self._stop_peer(name, "node left")
         self.routes.purge(name)
         self.barriers.gone(name)
@@ -619,11 +777,17 @@ class ClusterService:
         self.shared.node_gone(name)
 
     def broadcast_view(self) -> None:
+        if self.uplink is not None:
+            return  # a replicant's view is its core's
         view = [v1.VIEW, self.health.wire_view()]
-        for link in self.up_links():
+        for link in self.stream_links():
             link.send(view)
 
     def become_standalone(self, min_incarnation: int = 0) -> None:
+        self.replicants.drop_all("our core left the cluster")
+        self.topology.clear()
+        if self.uplink is not None and self.uplink.link is not None:
+            self.uplink.link.close("left the cluster")
         for name in list(self._peers):
             self._stop_peer(name, "left the cluster")
         self.routes.wipe_others()

@@ -37,6 +37,7 @@ from mqttmesh.cluster import (
     ServerHandshake,
     encode_frame,
     v1,
+    v2,
 )
 from mqttmesh.errors import ClusterError, HandshakeError
 
@@ -174,11 +175,12 @@ class PeerLink:
             self.close(self.close_reason or "closed")
 
     async def _process(self, handler: Handler) -> None:
+        validate = v2.validate if self.peer.version >= 2 else v1.validate
         while (batch := self.decoder.next_batch()) is not None:
             for msg in batch:
                 if self.closed:
                     return
-                kind = v1.validate(msg)
+                kind = validate(msg)
                 if kind == v1.HEARTBEAT:
                     continue
                 if kind == v1.REPLY:

@@ -1,6 +1,6 @@
-"""mqttmesh.cluster.wire: framing (codec) and the versioned peer messages (v1)."""
+"""mqttmesh.cluster.wire: framing (codec) and the versioned peer messages (v1, v2)."""
 
-from mqttmesh.cluster.wire import v1
+from mqttmesh.cluster.wire import v1, v2
 from mqttmesh.cluster.wire.codec import (
     MAX_FRAME,
     PRE_AUTH_MAX_FRAME,
@@ -9,5 +9,5 @@ from mqttmesh.cluster.wire.codec import (
     encode_frame,
 )
 
-__all__ = ["v1", "FrameDecoder", "FrameError", "encode_frame", "MAX_FRAME",
+__all__ = ["v1", "v2", "FrameDecoder", "FrameError", "encode_frame", "MAX_FRAME",
            "PRE_AUTH_MAX_FRAME"]
