@@ -15,6 +15,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from mqttmesh.logs import log_event
+
 __all__ = ["RouteBarriers", "BARRIER_TIMEOUT"]
 
 BARRIER_TIMEOUT = 1.0
@@ -37,6 +39,7 @@ class RouteBarriers:
     def __init__(self) -> None:
         self._acked: dict[str, int] = {}
         self._barriers: list[_Barrier] = []
+        self.timeouts = 0  # barriers released by BARRIER_TIMEOUT, not by acks
 
     def add(self, version: int, waiting: set[str], callback: Callable[[], None],
             loop: asyncio.AbstractEventLoop) -> bool:
@@ -45,7 +48,7 @@ class RouteBarriers:
         if not pending:
             return False
         barrier = _Barrier(version, pending, callback)
-        barrier.timer = loop.call_later(BARRIER_TIMEOUT, self._fire, barrier)
+        barrier.timer = loop.call_later(BARRIER_TIMEOUT, self._expire, barrier)
         self._barriers.append(barrier)
         return True
 
@@ -67,6 +70,13 @@ class RouteBarriers:
                 barrier.waiting.discard(peer)
                 if not barrier.waiting:
                     self._fire(barrier)
+
+    def _expire(self, barrier: _Barrier) -> None:
+        self.timeouts += 1
+        log_event(log, "warning", "route barrier timed out: SUBACK sent before these nodes "
+                  "acknowledged the route", waiting=",".join(sorted(barrier.waiting)),
+                  timeouts=self.timeouts)
+        self._fire(barrier)
 
     def _fire(self, barrier: _Barrier) -> None:
         if barrier.done:
