@@ -525,7 +525,7 @@ def test_replicant_joins_and_leaves_under_traffic_no_loss_between_others(five: F
     def publish() -> None:
         try:
             i = 0
-            while i < 20000 and not (stop.is_set() and i >= 2000):
+            while i < 50000 and not (stop.is_set() and i >= 2000):
                 pub.publish(f"{t}/m", str(i).encode(), qos=1)
                 i += 1
                 sent[0] = i
@@ -552,7 +552,7 @@ def test_replicant_joins_and_leaves_under_traffic_no_loss_between_others(five: F
         assert not thread.is_alive(), "publisher stuck"
         assert not errors, errors
         total = sent[0]
-        got = [int(m.payload) for m in sub.expect_many(total, timeout=30)]
+        got = [int(m.payload) for m in sub.expect_many(total, timeout=30 + total / 500)]
         firsts = list(dict.fromkeys(got))  # QoS 1: a duplicate would be allowed, a gap not
         assert firsts == list(range(total)), (
             f"{total} sent, {len(set(got))} distinct received, missing "
@@ -692,13 +692,13 @@ def test_join_refused_on_and_to_a_replicant_and_wrong_cookie_replicant_alone(
 
 
 def test_killed_replicant_purged_after_grace_dead_core_kept(maker: Maker) -> None:
-    """3 cores + 1 replicant R, replicant_route_grace = 5s. Kill -9 a core R does not follow,
+    """3 cores + 1 replicant R, replicant_route_grace = 6s. Kill -9 a core R does not follow,
     then R: R shows in stopped_nodes on the live cores and its route is not used (route
     explain forwards nowhere); after the grace R is gone from status and from every route
     table on both live cores, while the dead core (dead for longer) is still in
     stopped_nodes: the grace does not apply to cores. With no replicant left, the human
     status has no `Replicants:` line."""
-    grace_env = {"MQTTMESH_CLUSTER__REPLICANT_ROUTE_GRACE": "5s"}
+    grace_env = {"MQTTMESH_CLUSTER__REPLICANT_ROUTE_GRACE": "6s"}
     cores, (r,) = start_roles(maker, 3, 1, env=grace_env)
     followed = next(c for c in cores if c.name == core_of(r, r.name))
     dead_core = next(c for c in cores if c is not followed)
@@ -716,7 +716,7 @@ def test_killed_replicant_purged_after_grace_dead_core_kept(maker: Maker) -> Non
     kill9(r)
     both = sorted([dead_core.name, r.name])
     wait_until(lambda: all((s := peek(c)) and sorted(s["stopped_nodes"]) == both for c in live),
-               4, interval=0.05, what="R in stopped_nodes on the live cores")
+               5, interval=0.05, what="R in stopped_nodes on the live cores (before the grace)")
     for c in live:
         assert forward_to(c, f"{t}/x") == [], f"{c.name} still routes to the dead replicant"
         row = table(peek(c)).get(r.name)
