@@ -7,6 +7,7 @@ replicant -> core -> core -> replicant (relayed links, ``runtime/cluster_relay.p
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -202,3 +203,92 @@ def test_replicant_with_wrong_cluster_name_stays_alone(maker: Maker) -> None:  #
     assert result.code == 0, result.err
     assert '"running_nodes": ["' + stray.name + '"]' in result.out
     wait_converged(cores, cores)
+
+
+def test_replicant_to_replicant_routed_right_after_suback(four) -> None:
+    """SUBSCRIBE on replicant B (core 2); a QoS 1 publish on replicant A (core 1) sent right
+    after the SUBACK is delivered: the route barrier waits for relayed acks (A's ack crosses
+    A -> core 1 -> core 2 -> B), both directions, three times."""
+    _, (ra, rb) = four
+    for _ in range(3):
+        for sub_node, pub_node in ((rb, ra), (ra, rb)):
+            topic = unique("r2r")
+            sub = Client(sub_node.port, host=sub_node.host).connect()
+            pub = Client(pub_node.port, host=pub_node.host).connect()
+            try:
+                assert sub.subscribe(topic, qos=1) == [1]
+                pub.publish(topic, b"now", qos=1)
+                assert sub.expect(timeout=3).payload == b"now", \
+                    f"SUBACK on {sub_node.name}, publish on {pub_node.name}"
+            finally:
+                sub.close()
+                pub.close()
+    for node in (ra, rb):
+        assert "route barrier timed out" not in node.log_text(tail=None)
+
+
+def _stream_through_failover(cores: list[ClusterNode], pub_node: ClusterNode,
+                             sub_node: ClusterNode, victim: ClusterNode) -> None:
+    """QoS 1 from ``pub_node`` to ``sub_node`` at ~300 msg/s; ``victim`` (a core between
+    them) is killed -9 mid-stream; every message accepted (PUBACK) must arrive."""
+    topic = unique("fo")
+    sub = Client(sub_node.port, host=sub_node.host, client_id=unique("fosub"), clean=False,
+                 session_expiry=300, version=5).connect()
+    pub = Client(pub_node.port, host=pub_node.host).connect()
+    assert sub.subscribe(f"{topic}/#", qos=1) == [1]
+    acked = [0]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            i = 0
+            while not (stop.is_set() and i >= 1500) and i < 20000:
+                pub.publish(f"{topic}/m", str(i).encode(), qos=1, timeout=30)
+                i += 1
+                acked[0] = i
+                if i % 30 == 0:
+                    stop.wait(0.1)  # pace: ~300 msg/s
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: acked[0] >= 300 or errors, 15, what="the stream to flow")
+        victim.kill()
+        survivors = [c for c in cores if c is not victim]
+        for r in (pub_node, sub_node):
+            if r not in cores:
+                wait_until(lambda r=r: core_of(r, r.name) == survivors[0].name, 15,
+                           what=f"{r.name} failed over")
+        stop.set()
+        thread.join(90)
+        assert not thread.is_alive(), "publisher stuck"
+        assert not errors, errors
+        total = acked[0]
+        got = [int(m.payload) for m in sub.expect_many(total, timeout=30 + total / 300)]
+        missing = sorted(set(range(total)) - set(got))
+        assert not missing, f"{total} acked, {len(missing)} lost: {missing[:20]}"
+    finally:
+        stop.set()
+        thread.join(10)
+        sub.close()
+        pub.close()
+
+
+def test_qos1_not_lost_when_the_publishers_core_dies(four) -> None:
+    """Publisher on replicant A, subscriber on replicant B (another core): A's core dies
+    mid-stream; A fails over and every acknowledged message still reaches B (SPEC §5: a
+    node other than the publisher's and subscriber's died)."""
+    cores, (ra, rb) = four
+    victim = next(c for c in cores if core_of(c, ra.name) == c.name)
+    _stream_through_failover(cores, ra, rb, victim)
+
+
+def test_qos1_not_lost_when_the_subscribers_core_dies(four) -> None:
+    """Publisher on replicant A, subscriber on replicant B: B's core dies mid-stream; B
+    fails over and gets every acknowledged message."""
+    cores, (ra, rb) = four
+    victim = next(c for c in cores if core_of(c, rb.name) == c.name)
+    _stream_through_failover(cores, ra, rb, victim)

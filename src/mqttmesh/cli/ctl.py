@@ -1,7 +1,7 @@
 """`mqttmesh ctl ...`: admin commands, talking to the node through mgmt.
 
     mqttmesh ctl [-c FILE] [--node NAME] cluster join NODE [--dry-run]
-    mqttmesh ctl cluster leave | force-leave NODE | status [--json]
+    mqttmesh ctl cluster leave | force-leave NODE | status [--json] | stats [--json]
     mqttmesh ctl cluster routes verify [--json]
     mqttmesh ctl route explain TOPIC [--json]
     mqttmesh ctl routes list [--json]
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("node", metavar="NODE")
     p.add_argument("--json", action="store_true")
     p = csub.add_parser("status", help="running and stopped nodes")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("stats", help="this node's cluster counters (links, traffic, relays)")
     p.add_argument("--json", action="store_true")
     p = csub.add_parser("routes", help="route table tools")
     rsub = p.add_subparsers(dest="routes_command", metavar="COMMAND", required=True)
@@ -188,6 +190,14 @@ def main(argv: list[str], load: Callable[[str | None], Any]) -> int:
                          ops.force_leave(settings, args.node), args.json)
         if args.command == "status":
             return _done(None, ops.status(settings), args.json)
+        if args.command == "stats":
+            stats = ops.cluster_stats(settings)
+            if args.json:
+                print(json.dumps(stats))
+            else:
+                for key, value in stats.items():
+                    print(f"{key:<20} {value}")
+            return 0
         return _verify(ops.routes_verify(settings), args.json)
     except ClusterError as exc:
         print(f"mqttmesh ctl: {action}: {exc}", file=sys.stderr)
@@ -206,6 +216,7 @@ def _describe(args: argparse.Namespace) -> str:
         "leave": "failed to leave the cluster",
         "force-leave": "failed to remove the node",
         "status": "cannot get the cluster status",
+        "stats": "cannot get the cluster counters",
     }.get(args.command, "routes verify failed")
 
 

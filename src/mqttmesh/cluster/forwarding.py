@@ -78,6 +78,8 @@ class Outbox:
 
     def __init__(self, stream: str, max_pending: int = 100_000) -> None:
         self.stream = stream
+        self._base = stream
+        self._restarts = 0
         self.max_pending = max_pending
         self._qos0: list[list[Any]] = []
         self._reliable: list[list[Any]] = []
@@ -111,14 +113,32 @@ class Outbox:
             batch, self._reliable = self._reliable, []
             self._unacked[self._seq] = batch
             self._unacked_count += len(batch)
+            dropped = False
             while not connected and self._unacked_count > self.max_pending \
                     and len(self._unacked) > 1:
                 _, old = self._unacked.popitem(last=False)
                 self._unacked_count -= len(old)
                 self.dropped += len(old)
+                dropped = True
+            if dropped:
+                self._restart_stream()
             if connected:
                 out.append([v1.FORWARD, self.stream, self._seq, batch])
         return out
+
+    def _restart_stream(self) -> None:
+        """Batches were dropped: the receiver accepts only the next seq of a stream, so
+        what is left goes on a new stream numbered from 1 (the gap is not waited for)."""
+        self._restarts += 1
+        self.stream = f"{self._base}~{self._restarts}"
+        batches = list(self._unacked.values())
+        self._unacked = OrderedDict(enumerate(batches, 1))
+        self._seq = len(batches)
+
+    @property
+    def head(self) -> int | None:
+        """The first unacknowledged seq (None: nothing waits)."""
+        return next(iter(self._unacked), None)
 
     def ack(self, seq: int) -> None:
         """The receiver dispatched every batch up to ``seq`` (acks arrive in order)."""
@@ -135,19 +155,42 @@ class Outbox:
 
 
 class Inbox:
-    """Receiver side: per sender node, the stream and the highest seq dispatched."""
+    """Receiver side: per sender node, the stream and the highest seq dispatched *in order*.
+
+    A batch is dispatched only if it is the next one of its stream (``seq == mark + 1``),
+    so a batch lost on a relayed path (a hop closed between two nodes without a link of
+    their own) is never skipped: later batches wait, unacknowledged, until the sender
+    resends from the first one missing. A sender's new stream starts at 1 (a restart, a
+    re-admission, or batches dropped while unreachable); the first stream seen from a sender
+    (we restarted) is taken from wherever it is.
+    """
 
     def __init__(self) -> None:
         self._marks: dict[str, tuple[str, int]] = {}
         self.duplicates = 0
+        self.gaps = 0
 
     def accept(self, sender: str, stream: str, seq: int) -> bool:
-        """Whether the batch is new (dispatch it); ack it either way."""
+        """Whether to dispatch the batch; then acknowledge ``mark(sender, stream)``."""
         if seq == 0:
             return True
         current = self._marks.get(sender)
-        if current is not None and current[0] == stream and seq <= current[1]:
+        if current is None or (current[0] != stream and seq == 1):
+            self._marks[sender] = (stream, seq)
+            return True
+        if current[0] != stream:
+            self.gaps += 1
+            return False
+        if seq <= current[1]:
             self.duplicates += 1
+            return False
+        if seq > current[1] + 1:
+            self.gaps += 1
             return False
         self._marks[sender] = (stream, seq)
         return True
+
+    def mark(self, sender: str, stream: str) -> int:
+        """The highest seq of ``stream`` dispatched in order (0: none)."""
+        current = self._marks.get(sender)
+        return current[1] if current is not None and current[0] == stream else 0

@@ -130,6 +130,10 @@ class Membership:
         self._up.discard(name)
         return True
 
+    def down_since(self, name: str) -> float | None:
+        """When ``name`` was marked down (None: up, or never observed)."""
+        return self._down_since.get(name)
+
     def autoclean_due(self, now: float, after: float) -> list[str]:
         """Members down (or never seen up since ``mark_down``) for at least ``after`` s."""
         return sorted(n for n, since in self._down_since.items()

@@ -19,6 +19,7 @@ liveness as seen from everywhere else (up while its core is up and reports it).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["Topology", "pick_core"]
@@ -73,14 +74,20 @@ class Topology:
         return out
 
 
-def pick_core(loads: Mapping[str, int], avoid: Iterable[str] = ()) -> str | None:
-    """The core to attach to: fewest replicants, then name; ``avoid`` only as last resort.
+def pick_core(loads: Mapping[str, int], avoid: Iterable[str] = (),
+              rng: random.Random | None = None) -> str | None:
+    """The core to attach to: fewest replicants, ties broken at random (replicants that
+    start together see the same loads: a fixed tie-break would put them all on one core);
+    ``avoid`` only as a last resort.
 
     Args:
         loads: reachable cores -> how many replicants each serves now.
         avoid: cores to use only if nothing else answers (the one that just failed).
+        rng: the random source (a seeded one in tests).
     """
     if not loads:
         return None
     avoided = set(avoid)
-    return min(loads, key=lambda c: (c in avoided, loads[c], c))
+    best = min((c in avoided, n) for c, n in loads.items())
+    ties = sorted(c for c, n in loads.items() if (c in avoided, n) == best)
+    return (rng or random).choice(ties)

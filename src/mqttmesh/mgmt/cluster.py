@@ -16,7 +16,7 @@ from mqttmesh.runtime.dist_transport import DistTransport
 from mqttmesh.runtime.peer_link import LinkUnreachable
 
 __all__ = [
-    "call", "call_sync", "status", "join", "leave", "force_leave", "routes_verify",
+    "call", "call_sync", "status", "cluster_stats", "join", "leave", "force_leave", "routes_verify",
     "route_explain", "routes_list",
 ]
 
@@ -82,6 +82,10 @@ def routes_verify(settings: Any) -> dict[str, Any]:
 
 def route_explain(settings: Any, topic: str) -> dict[str, Any]:
     return dict(call_sync(settings, "route_explain", {"topic": topic}))
+
+
+def cluster_stats(settings: Any) -> dict[str, Any]:
+    return dict(call_sync(settings, "cluster_stats"))
 
 
 def routes_list(settings: Any) -> dict[str, Any]:

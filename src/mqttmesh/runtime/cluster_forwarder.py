@@ -45,6 +45,8 @@ class ClusterForwarder:
         self.forwarded = 0
         self.received = 0
         self._boxes_made = 0
+        self._stalled: dict[str, tuple[str, int]] = {}
+        self.retries = 0
 
     # -- sending ---------------------------------------------------------------------------
     def forward(self, message: Any) -> None:
@@ -98,6 +100,26 @@ class ClusterForwarder:
                     for msg in box.resend():
                         link.send(msg)
         self.flush()
+
+    def retry_relayed(self) -> None:
+        """Every gossip round: resend what a relayed destination has not acknowledged since
+        the last round (a relay hop may have closed with batches on it; the receiver
+        dispatches only in order and drops what it already has)."""
+        relay = self.service.relay
+        for dest, box in self.outboxes.items():
+            head = box.head
+            if head is None:
+                self._stalled.pop(dest, None)
+                continue
+            if relay.direct(dest, True) is not None:
+                continue  # a TCP link of our own: in order, resent on reconnect
+            if self._stalled.get(dest) == (box.stream, head):
+                link = relay.link_to(dest, rpc=True)
+                if link is not None:
+                    self.retries += 1
+                    for msg in box.resend():
+                        link.send(msg)
+            self._stalled[dest] = (box.stream, head)
 
     def drop_link(self, node: str) -> None:
         """Close our RPC link to ``node`` (the outbox stays for a retry elsewhere)."""
@@ -187,4 +209,6 @@ class ClusterForwarder:
                     except Exception:
                         log.exception("dispatch of a forwarded message failed")
         if seq:
-            link.send([v1.FORWARD_ACK, seq])
+            mark = self.inbox.mark(sender, stream)
+            if mark:
+                link.send([v1.FORWARD_ACK, mark])

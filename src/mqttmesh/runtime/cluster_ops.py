@@ -10,6 +10,7 @@ node to them. Requests between nodes: ``join`` (a joiner asks a member), ``join_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,8 @@ class ClusterOps:
                 return self.op_status()
             if op == "topology":
                 return {"topology": self.op_topology()}
+            if op == "cluster_stats":  # link traffic, routes, relays: bench/topology_cost.py
+                return {"role": self.s.role, **dataclasses.asdict(self.s.statistics())}
             if op == "join":
                 return await self.op_join(_str(args, "node"), bool(args.get("dry_run")))
             if op == "leave":

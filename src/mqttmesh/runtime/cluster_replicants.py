@@ -37,11 +37,12 @@ if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
     from mqttmesh.runtime.peer_link import PeerLink
 
-__all__ = ["CoreReplicants", "ATTACH"]
+__all__ = ["CoreReplicants", "ATTACH", "FAILOVER_GRACE"]
 
 log = logging.getLogger("mqttmesh.cluster.replicants")
 
 ATTACH = "replicant.attach"
+FAILOVER_GRACE = 15.0  # s: routes of a replicant whose core died stay in use this long
 
 
 class CoreReplicants:
@@ -80,8 +81,8 @@ class CoreReplicants:
         s.topology.report(s.name, self.attached())
         s.save_view()
         s.broadcast_view()
-        self.broadcast_topology()
         self.refresh_liveness()
+        self.broadcast_topology()
         link.send([v1.REPLY, rid, True, {"view": s.health.wire_view(), "core": s.name}])
         self._bootstrap(link)
         log_event(log, "info", "replicant attached", node=s.name, replicant=name,
@@ -138,27 +139,43 @@ class CoreReplicants:
     def refresh_liveness(self) -> None:
         """Mark every replicant up or down from the topology and the cores' liveness."""
         s = self.s
+        if s.uplink is not None:
+            return  # a replicant takes liveness from its core's report (``_on_topology``)
         m = s.membership
         now = s.loop.time() if s.loop is not None else 0.0
         for name in m.members_of_role("replicant"):
             if name == s.name:
                 continue
-            if s.uplink is not None:
-                continue  # a replicant takes liveness from its core's report
             core = s.topology.core_of(name)
             up = name in self.links or (core is not None and core != s.name
                                         and m.is_up(core))
             if up:
-                s.routes.set_down(name, False)
-                if m.mark_up(name):
-                    log_event(log, "info", "node up", node=s.name, peer=name,
-                              role="replicant", core=core or s.name)
+                self.set_up(name, core or s.name)
             else:
-                s.routes.set_down(name, True)
-                s.barriers.gone(name)
-                if m.mark_down(name, now) and s.running:
-                    log_event(log, "warning", "node down", node=s.name, peer=name,
-                              role="replicant")
+                self.set_down(name, core is not None and core != s.name
+                              and not m.is_up(core), now)
+
+    def set_up(self, name: str, core: str) -> None:
+        s = self.s
+        s.routes.set_down(name, False)
+        if s.membership.mark_up(name):
+            log_event(log, "info", "node up", node=s.name, peer=name, role="replicant",
+                      core=core)
+
+    def set_down(self, name: str, orphaned: bool, now: float) -> None:
+        """``name`` is out of reach. If only its core died (``orphaned``) it is probably
+        failing over to another core: its routes stay in use for ``FAILOVER_GRACE`` so QoS
+        1/2 messages for it wait in the outboxes instead of matching nothing (SPEC §5: the
+        death of a node other than the publisher's and subscriber's loses nothing)."""
+        s = self.s
+        m = s.membership
+        s.barriers.gone(name)
+        if m.mark_down(name, now) and s.running:
+            log_event(log, "warning", "node down", node=s.name, peer=name, role="replicant",
+                      failing_over=orphaned)
+        since = m.down_since(name)
+        if not orphaned or since is None or now - since >= FAILOVER_GRACE:
+            s.routes.set_down(name, True)
 
     def purge_due(self, now: float) -> None:
         """Replicants down for ``grace`` seconds: removed from the cluster, routes dropped."""
@@ -216,6 +233,7 @@ class CoreReplicants:
         """Every gossip round: view, topology and all digests to our replicants; our
         replicants' digests to the other cores."""
         s = self.s
+        self.refresh_liveness()  # failover graces run out between events
         if not self.links:
             self.broadcast_topology()
             return

@@ -95,6 +95,14 @@ class ClusterStats:
     messages_received: int      # messages dispatched on behalf of other nodes
     duplicates_dropped: int     # retried forward batches already dispatched
     forwards_unacked: int       # QoS 1/2 messages waiting for a peer's ack
+    link_bytes_out: int = 0     # cluster link traffic since start (frames, both ports)
+    link_bytes_in: int = 0
+    link_messages_out: int = 0  # wire messages (heartbeats included)
+    link_messages_in: int = 0
+    relayed: int = 0            # messages passed on between two other nodes
+    replicants: int = 0         # replicants attached to this core
+    forward_gaps: int = 0       # relayed batches held back: an earlier one was missing
+    forward_retries: int = 0    # resends to relayed destinations that stopped acking
 
 
 class _Peer:
@@ -155,6 +163,7 @@ class ClusterService:
         self.running = False
         self._peers: dict[str, _Peer] = {}
         self._links: set[PeerLink] = set()
+        self._closed_traffic = [0, 0, 0, 0]
         self._pending_deltas: list[Any] = []
         self._deltas_scheduled = False
         self._tg: asyncio.TaskGroup | None = None
@@ -301,7 +310,23 @@ class ClusterService:
         self._links.add(link)
 
     def untrack(self, link: PeerLink) -> None:
-        self._links.discard(link)
+        if link in self._links:
+            self._links.discard(link)
+            closed = self._closed_traffic
+            closed[0] += link.bytes_out
+            closed[1] += link.bytes_in
+            closed[2] += link.messages_out
+            closed[3] += link.messages_in
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """(bytes out, bytes in, messages out, messages in) on cluster links since start."""
+        out = list(self._closed_traffic)
+        for link in self._links:
+            out[0] += link.bytes_out
+            out[1] += link.bytes_in
+            out[2] += link.messages_out
+            out[3] += link.messages_in
+        return out[0], out[1], out[2], out[3]
 
     def direct_link(self, name: str) -> PeerLink | None:
         """Our outgoing distribution link to core ``name`` if it is up."""
@@ -500,12 +525,15 @@ class ClusterService:
         self.sessions.on_link_up(link)
 
     def on_uplink_down(self, core: str, reason: str) -> None:
-        """The uplink closed: every other node is out of reach until we attach again."""
+        """The uplink closed: every other node is out of reach until we attach again.
+
+        Their routes stay in use meanwhile: QoS 1/2 messages published here during the
+        failover wait in the outboxes and go out through the next core (QoS 0 is dropped:
+        there is no link); the next core's TOPOLOGY tells which nodes really are down."""
         if self.loop is None:
             return
         now = self.loop.time()
         for name in self.membership.peers():
-            self.routes.set_down(name, True)
             self.barriers.gone(name)
             self.membership.mark_down(name, now)
         if self.running:
@@ -541,10 +569,11 @@ class ClusterService:
                     if name in up:
                         self.routes.set_down(name, False)
                         self.membership.mark_up(name)
-                    else:
-                        self.routes.set_down(name, True)
-                        self.barriers.gone(name)
-                        self.membership.mark_down(name, now)
+                        continue
+                    their_core = self.topology.core_of(name) \
+                        if self.membership.role_of(name) == "replicant" else None
+                    self.replicants.set_down(
+                        name, their_core is not None and their_core not in up, now)
             return
         if core != sender or self.membership.role_of(sender) != "core":
             return
@@ -579,6 +608,7 @@ class ClusterService:
                 if self.uplink is None:
                     self.replicants.gossip(view)
                     self.replicants.purge_due(now)
+                self.forwarder.retry_relayed()
                 for peer in self.membership.peers():
                     self.start_peer(peer)
                 self.retained.tick()
@@ -805,7 +835,12 @@ class ClusterService:
     def statistics(self) -> ClusterStats:
         status = self.membership.status()
         unacked = sum(box.unacked for box in self.forwarder.outboxes.values())
+        bytes_out, bytes_in, messages_out, messages_in = self.traffic()
         return ClusterStats(
+            link_bytes_out=bytes_out, link_bytes_in=bytes_in,
+            link_messages_out=messages_out, link_messages_in=messages_in,
+            relayed=self.relay.relayed, replicants=len(self.replicants.links),
+            forward_gaps=self.forwarder.inbox.gaps, forward_retries=self.forwarder.retries,
             running_nodes=len(status.running_nodes),
             stopped_nodes=len(status.stopped_nodes),
             links=len(self._links),

@@ -196,6 +196,11 @@ class NodeOps:
             row["cluster.messages.received"] = cs.messages_received
             row["cluster.forwards_unacked"] = cs.forwards_unacked
             row["cluster.links"] = cs.links
+            row["cluster.link.bytes.sent"] = cs.link_bytes_out
+            row["cluster.link.bytes.received"] = cs.link_bytes_in
+            row["cluster.link.messages.sent"] = cs.link_messages_out
+            row["cluster.link.messages.received"] = cs.link_messages_in
+            row["cluster.messages.relayed"] = cs.relayed
             status = service.membership.status()
             for peer in list(status.running_nodes) + list(status.stopped_nodes):
                 if peer != service.name:

@@ -91,6 +91,8 @@ class PeerLink:
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.close_reason = ""
+        self.bytes_out = self.bytes_in = 0      # after the handshake: frames written / read
+        self.messages_out = self.messages_in = 0
         self.fair = False
         """Yield to the event loop after each frame (RPC links: forwarded batches must not
         starve the local clients they are delivered to)."""
@@ -111,7 +113,10 @@ class PeerLink:
             return
         batch, self._pending = self._pending, []
         try:
-            self.writer.write(encode_frame(batch))
+            frame = encode_frame(batch)
+            self.bytes_out += len(frame)
+            self.messages_out += len(batch)
+            self.writer.write(frame)
         except (ConnectionError, RuntimeError) as exc:
             self.close(f"write failed: {exc}")
 
@@ -159,24 +164,26 @@ class PeerLink:
                     self.close("closed by peer")
                     break
                 self.last_heard = loop.time()
+                self.bytes_in += len(data)
                 self.decoder.receive_data(data)
                 await self._process(handler)
         except HandshakeError as exc:  # FrameError: garbage from an authenticated peer
             self.close(f"bad data: {exc}")
         except asyncio.CancelledError:
             raise
+        except (ConnectionError, OSError) as exc:  # before Exception: not a bug, a reset
+            self.close(f"connection error: {exc}")
         except Exception:  # a bug in a handler must cost one link, not the node
             log.exception("cluster message handling failed",
                           extra={"kv": {"peer": self.peer.name}})
             self.close("internal error")
-        except (ConnectionError, OSError) as exc:
-            self.close(f"connection error: {exc}")
         finally:
             self.close(self.close_reason or "closed")
 
     async def _process(self, handler: Handler) -> None:
         validate = v2.validate if self.peer.version >= 2 else v1.validate
         while (batch := self.decoder.next_batch()) is not None:
+            self.messages_in += len(batch)
             for msg in batch:
                 if self.closed:
                     return
