@@ -601,10 +601,13 @@ class ClusterService:
                 next_gossip = now + GOSSIP_INTERVAL
                 view = [v1.VIEW, self.health.wire_view()]
                 digest = self._own_digest_msg()
-                for link in self.stream_links():
-                    if self.uplink is None:
-                        link.send(view)  # a replicant's view is its core's: not gossiped
-                    link.send(digest)
+                if self.uplink is None:  # cores: to the core mesh (replicants: below)
+                    for link in self.core_links():
+                        link.send(view)
+                        link.send(digest)
+                else:  # a replicant: its digest to its core (its view is the core's)
+                    for link in self.stream_links():
+                        link.send(digest)
                 if self.uplink is None:
                     self.replicants.gossip(view)
                     self.replicants.purge_due(now)
