@@ -29,6 +29,12 @@
  * wait until every expected message arrived and every PUBLISH was acked, or --drain
  * seconds) -> print one JSON line -> DISCONNECT.
  *
+ * --nodes H:P,H:P,... (cluster scaling, bench/scaling.py): spread the clients over several
+ * brokers.  The publishers of topic t connect to node t % N and its subscribers to node
+ * (t + 1) % N, so with N >= 2 every message crosses nodes exactly once; idle connection i
+ * connects to node i % N.  The result line then also has "broker_cpu_s_each" (CPU seconds
+ * of each --broker-pid over the measurement window).
+ *
  * Mode "idle": open --conns connections, CONNECT, print {"event":"connected",...}, hold
  * them (PINGREQ at keepalive/2) until stdin reaches EOF or --hold seconds pass, print the
  * result line.  The runner measures the broker's RSS in between.
@@ -97,7 +103,12 @@ static int o_coalesce_us = 0;
 static double o_start_delay = 0;
 static long long o_count = 0;
 static char o_prefix[64] = "bench/t";
-static int broker_pids[16], n_broker_pids = 0;
+#define MAX_PIDS 64
+static int broker_pids[MAX_PIDS], n_broker_pids = 0;
+#define MAX_NODES 256
+static struct sockaddr_in node_sa[MAX_NODES];
+static int n_nodes = 0;
+static const char *o_nodes = NULL;
 
 /* ---------------------------------------------------------------- state */
 static int ep = -1, tfd = -1;
@@ -179,7 +190,7 @@ static double machine_busy_s(void) {    /* all CPUs' non-idle time, from /proc/s
     return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double broker_cpu_s(void) {        /* sum over --broker-pid, -1 if unreadable */
+static double broker_cpu_s_each(double *each) { /* sum over --broker-pid, -1 if unreadable */
     if (!n_broker_pids) return -1;
     double total = 0;
     long hz = sysconf(_SC_CLK_TCK);
@@ -199,9 +210,12 @@ static double broker_cpu_s(void) {        /* sum over --broker-pid, -1 if unread
         if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
             return -1;
         total += (double)(ut + st) / (double)hz;
+        if (each) each[i] = (double)(ut + st) / (double)hz;
     }
     return total;
 }
+
+static double bcpu_each0[MAX_PIDS], bcpu_each1[MAX_PIDS];
 
 /* ---------------------------------------------------------------- encoding */
 static size_t put_varint(uint8_t *p, size_t v) {
@@ -586,7 +600,9 @@ static void usage(void) {
         "          --coalesce-us U (throughput mode: sleep U us after a small batch, so reads\n"
         "          and writes carry more messages per syscall)\n"
         "          --start-delay S (wait S s after all SUBACKs before publishing, e.g. for\n"
-        "          routes to reach other cluster nodes)\n");
+        "          routes to reach other cluster nodes)\n"
+        "          --nodes H:P,H:P,... (several cluster nodes: topic t's publishers on node t mod N,\n"
+        "          its subscribers on node (t+1) mod N; idle connection i on node i mod N)\n");
     exit(2);
 }
 
@@ -600,7 +616,7 @@ int main(int argc, char **argv) {
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"q0-window", 1, 0, 'z'}, {"drain", 1, 0, 'D'},
         {"mqtt", 1, 0, 'v'}, {"keepalive", 1, 0, 'k'}, {"conns", 1, 0, 'c'},
         {"concurrency", 1, 0, 'C'}, {"hold", 1, 0, 'H'}, {"connect-timeout", 1, 0, 't'},
-        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"coalesce-us", 1, 0, 'u'}, {"start-delay", 1, 0, 'y'}, {"sub-host", 1, 0, 'O'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+        {"broker-pid", 1, 0, 'b'}, {"topic-prefix", 1, 0, 'x'}, {"sub-port", 1, 0, 'o'}, {"coalesce-us", 1, 0, 'u'}, {"start-delay", 1, 0, 'y'}, {"sub-host", 1, 0, 'O'}, {"nodes", 1, 0, 'N'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -628,13 +644,14 @@ int main(int argc, char **argv) {
         case 't': o_connect_timeout = atof(optarg); break;
         case 'b': {
             char *s = optarg, *tok;
-            while ((tok = strsep(&s, ",")) && n_broker_pids < 16) if (*tok) broker_pids[n_broker_pids++] = atoi(tok);
+            while ((tok = strsep(&s, ",")) && n_broker_pids < MAX_PIDS) if (*tok) broker_pids[n_broker_pids++] = atoi(tok);
             break;
         }
         case 'y': o_start_delay = atof(optarg); break;
         case 'u': o_coalesce_us = atoi(optarg); break;
         case 'o': o_sub_port = atoi(optarg); break;
         case 'O': o_sub_host = optarg; break;
+        case 'N': o_nodes = optarg; break;
         case 'x': snprintf(o_prefix, sizeof o_prefix, "%s", optarg); break;
         default: usage();
         }
@@ -657,6 +674,22 @@ int main(int argc, char **argv) {
     struct sockaddr_in sa_sub = sa;
     if (o_sub_port) sa_sub.sin_port = htons((uint16_t)o_sub_port);
     if (o_sub_host && inet_pton(AF_INET, o_sub_host, &sa_sub.sin_addr) != 1) { fprintf(stderr, "bad --sub-host\n"); return 2; }
+    if (o_nodes) {
+        char *copy = strdup(o_nodes), *s = copy, *tok;
+        while ((tok = strsep(&s, ",")) && n_nodes < MAX_NODES) {
+            if (!*tok) continue;
+            char *colon = strrchr(tok, ':');
+            if (!colon) { fprintf(stderr, "bad --nodes entry %s (want HOST:PORT)\n", tok); return 2; }
+            *colon = 0;
+            struct sockaddr_in *a = &node_sa[n_nodes];
+            memset(a, 0, sizeof *a);
+            a->sin_family = AF_INET; a->sin_port = htons((uint16_t)atoi(colon + 1));
+            if (inet_pton(AF_INET, tok, &a->sin_addr) != 1) { fprintf(stderr, "bad --nodes host %s\n", tok); return 2; }
+            n_nodes++;
+        }
+        free(copy);
+        if (!n_nodes) { fprintf(stderr, "empty --nodes\n"); return 2; }
+    }
     ep = epoll_create1(EPOLL_CLOEXEC);
 
     nconns = o_idle ? o_conns : o_pubs + o_subs;
@@ -690,7 +723,11 @@ int main(int argc, char **argv) {
         for (int i = 0; i < opened; i++) if (conns[i].state != ST_READY && conns[i].state != ST_CLOSED) pending++;
         while (opened < nconns && pending < o_concurrency) {
             closed_count--;
-            if (nonblock_connect(&conns[opened], conns[opened].role == ROLE_SUB ? &sa_sub : &sa) < 0) { closed_count++; err.connect_failed++; }
+            conn_t *oc = &conns[opened];
+            struct sockaddr_in *dst = oc->role == ROLE_SUB ? &sa_sub : &sa;
+            if (n_nodes) dst = &node_sa[(oc->role == ROLE_IDLE ? oc->idx
+                                         : oc->topic + (oc->role == ROLE_SUB)) % n_nodes];
+            if (nonblock_connect(oc, dst) < 0) { closed_count++; err.connect_failed++; }
             else pending++;
             opened++;
         }
@@ -786,7 +823,7 @@ int main(int argc, char **argv) {
     if (phase == PH_WARMUP && o_warmup <= 0) { phase = PH_MEASURE; }
     uint64_t warm_end = t_start_ns + (uint64_t)(o_warmup * 1e9);
     uint64_t meas_end = warm_end + (uint64_t)(o_duration * 1e9);
-    if (phase == PH_MEASURE) { t_meas0 = t_start_ns; cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s(); mcpu0 = machine_busy_s(); }
+    if (phase == PH_MEASURE) { t_meas0 = t_start_ns; cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s_each(bcpu_each0); mcpu0 = machine_busy_s(); }
 
 #define SUM(field, r) ({ uint64_t _s = 0; for (int _i = 0; _i < nconns; _i++) if (conns[_i].role == (r)) _s += conns[_i].field; _s; })
     uint64_t last_stall_scan = now_ns();
@@ -796,7 +833,7 @@ int main(int argc, char **argv) {
         if (phase == PH_WARMUP && tn >= warm_end) {
             phase = PH_MEASURE; t_meas0 = tn;
             sent0 = SUM(sent, ROLE_PUB); acked0 = SUM(acked, ROLE_PUB); recv0 = SUM(received, ROLE_SUB);
-            cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s(); mcpu0 = machine_busy_s();
+            cpu0 = self_cpu_s(); bcpu0 = broker_cpu_s_each(bcpu_each0); mcpu0 = machine_busy_s();
         }
         int count_done = 0;
         if (o_count) {
@@ -806,7 +843,7 @@ int main(int argc, char **argv) {
         if (phase == PH_MEASURE && (tn >= meas_end || count_done || ready_count < nconns)) {
             phase = PH_DRAIN; t_meas1 = tn;
             sent1 = SUM(sent, ROLE_PUB); acked1 = SUM(acked, ROLE_PUB); recv1 = SUM(received, ROLE_SUB);
-            cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s(); mcpu1 = machine_busy_s();
+            cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s_each(bcpu_each1); mcpu1 = machine_busy_s();
             t_drain_end = tn + (uint64_t)(o_drain * 1e9);
         }
         if (phase == PH_DRAIN) {
@@ -856,7 +893,7 @@ int main(int argc, char **argv) {
     if (!t_meas1) {                                      /* interrupted or never measured */
         t_meas1 = t_end; if (!t_meas0) t_meas0 = t_end;
         sent1 = SUM(sent, ROLE_PUB); acked1 = SUM(acked, ROLE_PUB); recv1 = SUM(received, ROLE_SUB);
-        cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s(); mcpu1 = machine_busy_s();
+        cpu1 = self_cpu_s(); bcpu1 = broker_cpu_s_each(bcpu_each1); mcpu1 = machine_busy_s();
     }
     uint64_t sent = SUM(sent, ROLE_PUB), acked = SUM(acked, ROLE_PUB), received = SUM(received, ROLE_SUB);
     uint64_t expected = 0;
@@ -888,6 +925,12 @@ int main(int argc, char **argv) {
     double mshare = (mcpu0 >= 0 && mcpu1 >= 0) ? (mcpu1 - mcpu0) / secs : -1;
     printf("\"loadgen_cpu_share\":%.3f,\"broker_cpu_share\":%.3f,\"machine_busy_cores\":%.3f,"
            "\"ncpu\":%ld,", cpu_share, bshare, mshare, sysconf(_SC_NPROCESSORS_ONLN));
+    if (n_nodes) {
+        printf("\"nodes\":%d,\"broker_cpu_s_each\":[", n_nodes);
+        for (int i = 0; i < n_broker_pids; i++)
+            printf("%s%.3f", i ? "," : "", (bcpu0 >= 0 && bcpu1 >= 0) ? bcpu_each1[i] - bcpu_each0[i] : -1.0);
+        printf("],");
+    }
     print_json_errors(stdout);
     printf(",\"interrupted\":%s,\"ok\":%s}\n", stop_flag ? "true" : "false", ok ? "true" : "false");
     fflush(stdout);
