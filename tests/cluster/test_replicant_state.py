@@ -292,3 +292,29 @@ def test_qos1_not_lost_when_the_subscribers_core_dies(four) -> None:
     cores, (ra, rb) = four
     victim = next(c for c in cores if core_of(c, rb.name) == c.name)
     _stream_through_failover(cores, ra, rb, victim)
+
+
+def test_cores_and_replicants_started_together_form_one_cluster(maker: Maker) -> None:  # noqa: F811
+    """2 cores and 3 replicants spawned at the same moment (a replicant may attach to a core
+    before the cores have met): they end up as one cluster, every node agreeing, and a
+    replicant-to-replicant publish gets through."""
+    seeds = [maker.name(1), maker.name(2)]
+    config = static_config(seeds)
+    nodes = [maker(i, config, env=REPLICANT if i > 2 else None, start=False)
+             for i in range(1, 6)]
+    for node in nodes:
+        node.spawn()
+    for node in nodes:
+        node.wait_ready(20)
+    wait_converged(nodes, nodes, deadline=40)
+    a, b = nodes[3], nodes[4]
+    sub = Client(b.port, host=b.host).connect()
+    pub = Client(a.port, host=a.host).connect()
+    topic = unique("together")
+    try:
+        assert sub.subscribe(topic, qos=1) == [1]
+        pub.publish(topic, b"one cluster", qos=1)
+        assert sub.expect(timeout=5).payload == b"one cluster"
+    finally:
+        sub.close()
+        pub.close()

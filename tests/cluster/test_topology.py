@@ -73,9 +73,10 @@ def test_pick_core_spreads_ties_at_random():
     assert set(picks) == {"c1@h", "c2@h"} and min(picks.values()) > 50
 
 
-def test_pick_core_avoids_the_core_just_lost_unless_alone():
-    assert pick_core({"c1@h": 0, "c2@h": 5}, avoid=["c1@h"]) == "c2@h"
-    assert pick_core({"c1@h": 0}, avoid=["c1@h"]) == "c1@h"
+def test_pick_core_prefers_the_cores_of_our_cluster():
+    # c1 left the cluster (our view has its tombstone) and serves nobody now: not chosen
+    assert pick_core({"c1@h": 0, "c2@h": 5}, prefer=["c2@h", "c3@h"]) == "c2@h"
+    assert pick_core({"c1@h": 0}, prefer=["c2@h"]) == "c1@h"  # better than nothing
     assert pick_core({}) is None
 
 

@@ -74,20 +74,21 @@ class Topology:
         return out
 
 
-def pick_core(loads: Mapping[str, int], avoid: Iterable[str] = (),
+def pick_core(loads: Mapping[str, int], prefer: Iterable[str] = (),
               rng: random.Random | None = None) -> str | None:
-    """The core to attach to: fewest replicants, ties broken at random (replicants that
-    start together see the same loads: a fixed tie-break would put them all on one core);
-    ``avoid`` only as a last resort.
+    """The core to attach to: one of ``prefer`` if any answers (the cores of our cluster as
+    our view knows it: not a core that left, nor a lone core of the same cookie), then the
+    fewest replicants, ties broken at random (replicants that start together see the same
+    loads: a fixed tie-break would put them all on one core).
 
     Args:
         loads: reachable cores -> how many replicants each serves now.
-        avoid: cores to use only if nothing else answers (the one that just failed).
+        prefer: cores to choose among first.
         rng: the random source (a seeded one in tests).
     """
     if not loads:
         return None
-    avoided = set(avoid)
-    best = min((c in avoided, n) for c, n in loads.items())
-    ties = sorted(c for c, n in loads.items() if (c in avoided, n) == best)
+    preferred = set(prefer)
+    best = min((c not in preferred, n) for c, n in loads.items())
+    ties = sorted(c for c, n in loads.items() if (c not in preferred, n) == best)
     return (rng or random).choice(ties)

@@ -99,7 +99,8 @@ class ClusterOps:
             return self._accept_join(link, args)
         if op == "join_check":
             return {"members": self.s.membership.members(), "cluster": self.s.cluster_name,
-                    "role": self.s.role, "replicants": len(self.s.replicants.links)}
+                    "role": self.s.role, "replicants": len(self.s.replicants.links),
+                    "cores": self.s.membership.members_of_role("core")}
         if op == "route_digests":
             if not self.s.membership.is_member(link.peer.name):
                 raise ClusterError(f"{link.peer.name} is not a member of this cluster")
@@ -174,10 +175,12 @@ class ClusterOps:
                 raise ClusterError(f"{target} is a replicant: join a core node")
             if dry_run:
                 return self._dry_run_report(target, info)
-            if self.s.membership.clustered:
+            if self._core_peers():
                 log_event(log, "info", "leaving the current cluster to join another",
                           node=self.s.name, target=target)
                 await self.op_leave()
+            elif self.s.membership.clustered:  # only replicants follow us: they re-attach
+                self.s.replicants.drop_all("this core joins another cluster")
             own = self.s.membership.incarnation(self.s.name)
             result = await link.request("join", {"node": self.s.name, "role": self.s.role,
                                                  "incarnation": own})
@@ -282,8 +285,8 @@ class ClusterOps:
         if s.uplink is not None:  # a replicant attaches to a core instead
             s.uplink.on_candidates(candidates)
             return None
-        if s.membership.clustered or s.left_manually:
-            return None
+        if self._core_peers() or s.left_manually:
+            return None  # (replicants attached to a lone core do not make it a cluster)
         ranked: list[tuple[int, str]] = []
         for name in sorted(set(candidates) - {s.name}):
             try:
@@ -302,12 +305,13 @@ class ClusterOps:
             self._refused.pop(name, None)
             if isinstance(info, dict) and info.get("role", "core") != "core":
                 continue  # a replicant is never joined to
-            members = info.get("members") if isinstance(info, dict) else None
+            members = info.get("cores", info.get("members")) if isinstance(info, dict) \
+                else None
             clustered = isinstance(members, list) and len(members) > 1
             if clustered or name < s.name:
                 ranked.append((0 if clustered else 1, name))
         for _, name in sorted(ranked):
-            if s.membership.clustered:
+            if self._core_peers():
                 return None  # somebody joined us meanwhile
             try:
                 await self.op_join(name)
@@ -318,6 +322,10 @@ class ClusterOps:
             log_event(log, "info", "joined a discovered node", node=s.name, peer=name)
             return name
         return None
+
+    def _core_peers(self) -> list[str]:
+        m = self.s.membership
+        return [p for p in m.peers() if m.role_of(p) == "core"]
 
     async def _probe(self, target: str) -> Any:
         s = self.s

@@ -6,8 +6,8 @@ A replicant never joins and is never joined: it finds cores by discovery (any st
 ``manual``; ``on_candidates``) plus the cores of its last view, asks each candidate
 ``join_check`` on a fresh authenticated link (role ``replicant`` in the handshake), keeps
 the cores (a replicant answers with its role and is skipped), and attaches to the one
-serving the fewest replicants (``cluster.pick_core``; the core it just lost only as a last
-resort). The attach link stays as the *distribution uplink*; an RPC uplink to the same core
+serving the fewest replicants among the cores of its view (``cluster.pick_core``: not a core
+that left the cluster; ties at random). The attach link stays as the *distribution uplink*; an RPC uplink to the same core
 follows. The core answers with the view and bootstraps it (``cluster_replicants``).
 
 While attached, everything from the core is trusted as the upstream of every origin: route
@@ -75,7 +75,6 @@ class ReplicantUplink:
     async def run(self) -> None:
         s = self.s
         delay = 0.2
-        last: str | None = None
         while s.running:
             if s.left_manually:
                 await self._sleep(3600.0)
@@ -83,8 +82,11 @@ class ReplicantUplink:
             names = (self.candidates | set(s.membership.members_of_role("core"))) - {s.name}
             probes = await self._probe_all(sorted(names))
             loads = {name: info for name, (link, info) in probes.items()}
+            # a core that dropped us but answers the probe is fine again (it may have
+            # joined another cluster); a dead one does not answer
+            known = [n for n in s.membership.members_of_role("core") if n != s.name]
             chosen = pick_core({n: i.get("replicants", 0) for n, i in loads.items()},
-                               avoid=[last] if last else [])
+                               prefer=known)
             for name, (link, _) in probes.items():
                 if name != chosen:
                     link.close("not chosen")
@@ -95,7 +97,6 @@ class ReplicantUplink:
             delay = 0.2
             link = probes[chosen][0]
             await self._attached(chosen, link)
-            last = chosen
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
