@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from mqttmesh.errors import ConfigError, MqttMeshError
 from mqttmesh.runtime.client_link import ClientLink, FlushScheduler, WsClientLink
 
 __all__ = [
+    "FdBudget", "raise_fd_limit", "FD_RESERVE",
     "LISTENER_TYPES",
     "ListenerSpec",
     "TlsOptions",
@@ -30,6 +32,51 @@ __all__ = [
 ]
 
 log = logging.getLogger("mqttmesh.runtime.listeners")
+
+FD_RESERVE = 64
+"""File descriptors kept free of client connections: cluster links, ctl, the HTTP API,
+SQLite, log files. A connection that would eat into them is refused, with a warning."""
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (as EMQX's start script
+    and nginx's ``worker_rlimit_nofile`` do); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1_048_576)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return int(soft if soft != resource.RLIM_INFINITY else 1_048_576)
+
+
+class FdBudget:
+    """Client connections open on all listeners, against the descriptor limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+        self._logged_at = -1e9
+
+    def take(self, now: float, listener: str) -> bool:
+        if self.open + FD_RESERVE < self.limit:
+            self.open += 1
+            return True
+        self.refused += 1
+        if now - self._logged_at >= 10.0:
+            self._logged_at = now
+            log.warning("listener %s: connection refused: %d client connections open, the "
+                        "file descriptor limit (RLIMIT_NOFILE) is %d; raise it (ulimit -n) "
+                        "for more (%d refused so far)", listener, self.open, self.limit,
+                        self.refused)
+        return False
+
+    def give(self) -> None:
+        self.open = max(0, self.open - 1)
 
 LISTENER_TYPES = ("tcp", "ssl", "ws", "wss")
 _DEFAULT_PORTS = {"tcp": 1883, "ssl": 8883, "ws": 8083, "wss": 8084}
@@ -249,6 +296,7 @@ class Listener:
         self._idle = asyncio.Event()
         self._idle.set()
         self._server: asyncio.Server | None = None
+        self.fds: FdBudget | None = None  # shared by the node's listeners (Node sets it)
 
     @property
     def bound_port(self) -> int:
@@ -288,6 +336,9 @@ class Listener:
             self.refused += 1
             self.refused_rate += 1
             return False
+        if self.fds is not None and not self.fds.take(self.loop.time(), self.name):
+            self.refused += 1
+            return False
         self.links.add(link)
         self._idle.clear()
         return True
@@ -309,6 +360,8 @@ class Listener:
         return False
 
     def release(self, link: ClientLink) -> None:
+        if link in self.links and self.fds is not None:
+            self.fds.give()
         self.links.discard(link)
         if not self.links:
             self._idle.set()

@@ -40,7 +40,14 @@ from typing import Any, ClassVar, Protocol
 from mqttmesh import __version__
 from mqttmesh.logs import log_event
 from mqttmesh.runtime.client_link import FlushScheduler
-from mqttmesh.runtime.listeners import Listener, ListenerBindError, describe, listener_specs
+from mqttmesh.runtime.listeners import (
+    FdBudget,
+    Listener,
+    ListenerBindError,
+    describe,
+    listener_specs,
+    raise_fd_limit,
+)
 from mqttmesh.runtime.sys_topics import SysPublisher
 
 __all__ = ["Node", "ClusterService", "build_broker_config", "build_access"]
@@ -160,6 +167,7 @@ class Node:
         self.users: Any = None  # access.UserStore when authentication is enabled (for mgmt)
         self.authorizer: Any = None  # access.Authorizer (mgmt: reload)
         self.listeners: list[Listener] = []
+        self.fds: FdBudget | None = None  # client connections against RLIMIT_NOFILE
         self.http: Any = None  # runtime.http_server.HttpServer (dashboard listener)
         self.scheduler: FlushScheduler | None = None
         self.started_at: float | None = None  # loop.time() once running
@@ -252,6 +260,7 @@ class Node:
                 log_event(
                     log, "info", "node started", node=self.name, version=__version__,
                     listeners=describe(self.listeners) or "none",
+                    fd_limit=self.fds.limit if self.fds is not None else None,
                 )
                 await self._stop_event.wait()
                 await self._shutdown(loop)
@@ -296,10 +305,12 @@ class Node:
 
     async def _bind_listeners(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.scheduler is not None
+        self.fds = FdBudget(raise_fd_limit())
         for spec in listener_specs(self.settings):
             if not spec.enable:
                 continue
             listener = Listener(spec, self.broker, loop, self.scheduler)
+            listener.fds = self.fds
             try:
                 await listener.start()
             except ListenerBindError as exc:
