@@ -36,6 +36,22 @@ def lookup(node: ClusterNode, client_id: str) -> dict:
     return call_sync(settings, "client_lookup", {"client_id": client_id})
 
 
+def roundtrip(pub_node: ClusterNode, sub_node: ClusterNode) -> None:
+    """SUBSCRIBE on ``sub_node``, then at once (no waiting: the SUBACK barrier must make it
+    work) a QoS 1 publish on ``pub_node``; it must arrive."""
+    topic = unique("rt")
+    sub = Client(sub_node.port, host=sub_node.host).connect()
+    pub = Client(pub_node.port, host=pub_node.host).connect()
+    try:
+        assert sub.subscribe(topic, qos=1) == [1]
+        pub.publish(topic, b"hello", qos=1)
+        assert sub.expect(timeout=3).payload == b"hello", \
+            f"SUBACK on {sub_node.name}, publish on {pub_node.name}"
+    finally:
+        sub.close()
+        pub.close()
+
+
 def session_client(node: ClusterNode, client_id: str, clean: bool = False) -> Client:
     return Client(node.port, version=5, client_id=client_id, host=node.host, clean=clean,
                   session_expiry=300)
@@ -158,16 +174,7 @@ def test_core_leaving_moves_its_replicants_to_the_other_core(four) -> None:
     wait_until(lambda: core_of(ra, ra.name) == staying.name, 15,
                what=f"{ra.name} moved to {staying.name}")
     wait_converged([staying, ra, rb], [staying, ra, rb])
-    sub = Client(rb.port, host=rb.host).connect()
-    pub = Client(ra.port, host=ra.host).connect()
-    topic = unique("after-leave")
-    try:
-        assert sub.subscribe(topic, qos=1) == [1]
-        pub.publish(topic, b"hello", qos=1)
-        assert sub.expect(timeout=5).payload == b"hello"
-    finally:
-        sub.close()
-        pub.close()
+    roundtrip(ra, rb)
 
 
 def test_restarted_replicant_attaches_again_with_its_data_dir(maker: Maker) -> None:  # noqa: F811
@@ -180,16 +187,7 @@ def test_restarted_replicant_attaches_again_with_its_data_dir(maker: Maker) -> N
     r.start(20)
     wait_attached(r, cores)
     wait_converged(cores + [r], cores + [r])
-    sub = Client(r.port, host=r.host).connect()
-    pub = Client(cores[0].port, host=cores[0].host).connect()
-    topic = unique("restart")
-    try:
-        assert sub.subscribe(topic, qos=1) == [1]
-        pub.publish(topic, b"back", qos=1)
-        assert sub.expect(timeout=5).payload == b"back"
-    finally:
-        sub.close()
-        pub.close()
+    roundtrip(cores[0], r)
 
 
 def test_replicant_with_wrong_cluster_name_stays_alone(maker: Maker) -> None:  # noqa: F811
@@ -211,18 +209,8 @@ def test_replicant_to_replicant_routed_right_after_suback(four) -> None:
     A -> core 1 -> core 2 -> B), both directions, three times."""
     _, (ra, rb) = four
     for _ in range(3):
-        for sub_node, pub_node in ((rb, ra), (ra, rb)):
-            topic = unique("r2r")
-            sub = Client(sub_node.port, host=sub_node.host).connect()
-            pub = Client(pub_node.port, host=pub_node.host).connect()
-            try:
-                assert sub.subscribe(topic, qos=1) == [1]
-                pub.publish(topic, b"now", qos=1)
-                assert sub.expect(timeout=3).payload == b"now", \
-                    f"SUBACK on {sub_node.name}, publish on {pub_node.name}"
-            finally:
-                sub.close()
-                pub.close()
+        roundtrip(ra, rb)
+        roundtrip(rb, ra)
     for node in (ra, rb):
         assert "route barrier timed out" not in node.log_text(tail=None)
 
@@ -307,14 +295,4 @@ def test_cores_and_replicants_started_together_form_one_cluster(maker: Maker) ->
     for node in nodes:
         node.wait_ready(20)
     wait_converged(nodes, nodes, deadline=40)
-    a, b = nodes[3], nodes[4]
-    sub = Client(b.port, host=b.host).connect()
-    pub = Client(a.port, host=a.host).connect()
-    topic = unique("together")
-    try:
-        assert sub.subscribe(topic, qos=1) == [1]
-        pub.publish(topic, b"one cluster", qos=1)
-        assert sub.expect(timeout=5).payload == b"one cluster"
-    finally:
-        sub.close()
-        pub.close()
+    roundtrip(nodes[3], nodes[4])

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mqttmesh.cluster import KIND_NODE, PeerInfo, v1, v2
-from mqttmesh.errors import ClusterError
+from mqttmesh.runtime.peer_link import Requester
 
 if TYPE_CHECKING:
     from mqttmesh.runtime.cluster_service import ClusterService
@@ -39,7 +39,7 @@ __all__ = ["Relay", "RelayLink"]
 Handler = Callable[[Any, list[Any]], Awaitable[None] | None]
 
 
-class RelayLink:
+class RelayLink(Requester):
     """A link to ``name`` through the next hop (see module docstring)."""
 
     def __init__(self, relay: Relay, name: str, rpc: bool) -> None:
@@ -79,28 +79,6 @@ class RelayLink:
         for fut in self._requests.values():
             if not fut.done():
                 fut.set_result((False, f"relay to {self.peer.name} closed: {reason}"))
-
-    async def request(self, op: str, args: dict[str, Any] | None = None,
-                      timeout: float = 10.0) -> Any:
-        """``REQUEST`` / ``REPLY`` through the relays (as ``PeerLink.request``)."""
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
-        self.send([v1.REQUEST, rid, op, args or {}])
-        try:
-            ok, result = await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise ClusterError(f"{self.peer.name} did not answer in {timeout:g}s") from None
-        finally:
-            self._requests.pop(rid, None)
-        if not ok:
-            raise ClusterError(str(result))
-        return result
-
-    def complete(self, reply: list[Any]) -> None:
-        fut = self._requests.get(reply[1])
-        if fut is not None and not fut.done():
-            fut.set_result((reply[2], reply[3]))
 
 
 class Relay:

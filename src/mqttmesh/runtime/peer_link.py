@@ -43,6 +43,7 @@ from mqttmesh.errors import ClusterError, HandshakeError
 
 __all__ = [
     "PeerLink",
+    "Requester",
     "open_link",
     "accept_link",
     "LinkUnreachable",
@@ -66,7 +67,46 @@ class LinkUnreachable(ClusterError):
     """The peer's port could not be reached (refused, timeout, no route)."""
 
 
-class PeerLink:
+class Requester:
+    """``request`` / ``REPLY`` matching for anything with ``send`` and ``peer`` (a socket
+    ``PeerLink`` or a relayed ``cluster_relay.RelayLink``)."""
+
+    peer: PeerInfo
+    _requests: dict[int, asyncio.Future[Any]]
+    _ids: itertools.count[int]
+
+    def send(self, msg: list[Any]) -> None:
+        raise NotImplementedError
+
+    async def request(self, op: str, args: dict[str, Any] | None = None,
+                      timeout: float = 10.0) -> Any:
+        """Send ``REQUEST`` and wait for its ``REPLY``.
+
+        Raises:
+            ClusterError: the peer answered with an error, timed out, or the link closed.
+        """
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self.send([v1.REQUEST, rid, op, args or {}])
+        try:
+            ok, result = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise ClusterError(f"{self.peer.name} did not answer in {timeout:g}s") from None
+        finally:
+            self._requests.pop(rid, None)
+        if not ok:
+            raise ClusterError(str(result))
+        return result
+
+    def complete(self, reply: list[Any]) -> None:
+        """A ``REPLY [8, id, ok, result]`` arrived: wake its ``request``."""
+        fut = self._requests.get(reply[1])
+        if fut is not None and not fut.done():
+            fut.set_result((reply[2], reply[3]))
+
+
+class PeerLink(Requester):
     """One authenticated link; either direction.
 
     Attributes:
@@ -126,27 +166,6 @@ class PeerLink:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.writer.drain()
 
-    async def request(self, op: str, args: dict[str, Any] | None = None,
-                      timeout: float = 10.0) -> Any:
-        """Send ``REQUEST`` and wait for its ``REPLY``.
-
-        Raises:
-            ClusterError: the peer answered with an error, timed out, or the link closed.
-        """
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
-        self.send([v1.REQUEST, rid, op, args or {}])
-        try:
-            ok, result = await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise ClusterError(f"{self.peer.name} did not answer in {timeout:g}s") from None
-        finally:
-            self._requests.pop(rid, None)
-        if not ok:
-            raise ClusterError(str(result))
-        return result
-
     # -- receiving -------------------------------------------------------------------------
     async def run(self, handler: Handler) -> None:
         """Read until the link closes; dispatch every message to ``handler``."""
@@ -191,9 +210,7 @@ class PeerLink:
                 if kind == v1.HEARTBEAT:
                     continue
                 if kind == v1.REPLY:
-                    fut = self._requests.get(msg[1])
-                    if fut is not None and not fut.done():
-                        fut.set_result((msg[2], msg[3]))
+                    self.complete(msg)
                     continue
                 result = handler(self, msg)
                 if result is not None:
