@@ -629,9 +629,9 @@ class ClusterService:
         sender = link.peer.name
         member = self.membership.is_member(sender) and sender != self.name
         if kind == v2.RELAY:
-            result = self.relay.on_relay(link, msg, self._on_dist_message, rpc=False)
-            if result is not None:
-                await result
+            unwrapped = self.relay.on_relay(link, msg, self._on_dist_message, rpc=False)
+            if unwrapped is not None:
+                await unwrapped
             return
         if kind == v2.TOPOLOGY:
             self._on_topology(link, msg)
