@@ -62,7 +62,7 @@ def _core_stub(name: str, membership: Membership, core_links: list[FakeLink]) ->
 # -- 1. a core with a stale uplink claims the replicant's NEW attachment ---------------------
 
 def test_old_core_with_a_stale_uplink_does_not_claim_the_new_attachment():
-    # FAILS: CoreReplicants.attached() reports m.incarnation(r) (the CURRENT view entry,
+    # FIXED (was failing): CoreReplicants.attached() reports m.incarnation(r) (the CURRENT view entry,
     # possibly written by another core) instead of the incarnation written when *this* core
     # admitted r; so after r failed over to c2 while c1 has not yet noticed that r's old
     # link is dead (partition r<->c1, up to the 5 s heartbeat timeout), c1's TOPOLOGY lists
@@ -75,6 +75,7 @@ def test_old_core_with_a_stale_uplink_does_not_claim_the_new_attachment():
     # what CoreReplicants.on_attach does: admit r (a new incarnation), keep its uplink
     first = m1.admit("r@h", "replicant", 0).incarnation
     c1.replicants.links["r@h"] = FakeLink("r@h", role="replicant")
+    c1.replicants.admitted["r@h"] = first  # (fixed: the incarnation c1 admitted it at)
     assert c1.replicants.attached() == {"r@h": first}
     # r fails over to c2 (c1's link to r is not closed yet); c2's VIEW reaches c1
     m1.merge([Member("r@h", first + 1, MemberStatus.MEMBER, "replicant")])
@@ -90,7 +91,7 @@ def test_old_core_with_a_stale_uplink_does_not_claim_the_new_attachment():
 # -- 2. v2 messages sent on a v1 link ----------------------------------------------------------
 
 def test_core_never_sends_v2_messages_on_a_v1_link():
-    # FAILS: CoreReplicants.broadcast_topology() sends TOPOLOGY (type 15) on every core
+    # FIXED (was failing): CoreReplicants.broadcast_topology() sends TOPOLOGY (type 15) on every core
     # link, on every link-up (_on_up) and every gossip round (gossip() with no replicants),
     # whatever version the link negotiated. A v1-only peer (the previous release, during a
     # rolling upgrade) refuses the unknown type (v1.validate -> FrameError -> "bad data")
@@ -123,7 +124,7 @@ def _relay_core() -> tuple[Any, FakeLink]:
 
 
 def test_relay_from_a_replicant_is_not_unwrapped_as_another_node():
-    # FAILS: Relay.on_relay trusts RELAY's src: a message relayed by replicant r1 with
+    # FIXED (was failing): Relay.on_relay trusts RELAY's src: a message relayed by replicant r1 with
     # src = c2 reaches the handler on a link whose peer is c2, so upstream_ok(c2, c2) holds
     # and r1 can write c2's route stream (ROUTE_DELTAS/SNAPSHOT of any origin), c2's VIEW,
     # TOPOLOGY (``core == sender``), ROUTE_ACKs for c2's barrier... A core should only
@@ -138,7 +139,7 @@ def test_relay_from_a_replicant_is_not_unwrapped_as_another_node():
 
 
 def test_relay_passed_on_only_with_the_senders_own_name():
-    # FAILS: same root cause, pass-through: c1 relays r1's RELAY [src=c3, dst=c2] to c2
+    # FIXED (was failing): same root cause, pass-through: c1 relays r1's RELAY [src=c3, dst=c2] to c2
     # unchanged; c2 cannot tell it did not come from c3.
     c1, r1 = _relay_core()
     c2 = FakeLink("c2@h")
@@ -149,7 +150,7 @@ def test_relay_passed_on_only_with_the_senders_own_name():
 
 
 def test_spoofed_relay_writes_another_cores_route_stream(tmp_path: Path):
-    # FAILS: the consequence, end to end inside one ClusterService: c2's route replica on
+    # FIXED (was failing): the consequence, end to end inside one ClusterService: c2's route replica on
     # c1 gets a filter c2 never had (invariant 3 of docs/scaling.md / 1 of docs/cluster.md).
     o = offsets(1)[0]
     name = f"rv{o}@127.0.0.1"
@@ -170,7 +171,7 @@ def test_spoofed_relay_writes_another_cores_route_stream(tmp_path: Path):
 # -- 4. outboxes of replicants that left are never dropped -----------------------------------
 
 def test_outbox_of_a_purged_replicant_is_dropped(tmp_path: Path):
-    # FAILS: ClusterService.forget() -> _stop_peer() returns early when the node has no
+    # FIXED (was failing): ClusterService.forget() -> _stop_peer() returns early when the node has no
     # _Peer (cores never dial replicants, and a replicant has no _peers at all), so
     # forwarder.drop_peer() is never called for a replicant that is purged / force-left,
     # nor on a replicant for any node that leaves: up to max_pending (100k) QoS 1/2 messages
@@ -198,7 +199,7 @@ def test_outbox_of_a_purged_replicant_is_dropped(tmp_path: Path):
 # -- 5. FORWARD_ACK carries no stream: an old ack confirms batches of the new stream ---------
 
 def test_ack_of_the_old_stream_does_not_confirm_the_restarted_stream():
-    # FAILS: Outbox._restart_stream renumbers the kept batches from 1 on a new stream, but
+    # FIXED (was failing): Outbox._restart_stream renumbers the kept batches from 1 on a new stream, but
     # ack(seq) is not tied to a stream (FORWARD_ACK [11, seq]). An ack of the old stream
     # still in flight (relayed acks come back on another TCP link than the one whose
     # failure made the outbox drop, e.g. dst -> its core -> our accepted link while our own
@@ -218,5 +219,5 @@ def test_ack_of_the_old_stream_does_not_confirm_the_restarted_stream():
         box.take(False)
     assert box.stream != "s" and box.dropped
     kept = box.unacked
-    box.ack(old_mark)  # the late ack of stream "s"
+    box.ack(old_mark, "s")  # the late ack of stream "s" (fixed: FORWARD_ACK2 names it)
     assert box.unacked == kept, "batches of the new stream were acked by the old stream's ack"

@@ -140,8 +140,11 @@ class Outbox:
         """The first unacknowledged seq (None: nothing waits)."""
         return next(iter(self._unacked), None)
 
-    def ack(self, seq: int) -> None:
-        """The receiver dispatched every batch up to ``seq`` (acks arrive in order)."""
+    def ack(self, seq: int, stream: str | None = None) -> None:
+        """The receiver dispatched every batch up to ``seq`` of ``stream`` (None: the
+        current one; a v1 ack, which comes back on the link the batch went out on)."""
+        if stream is not None and stream != self.stream:
+            return  # a late ack of a stream we restarted: says nothing about the new one
         while self._unacked:
             first = next(iter(self._unacked))
             if first > seq:
@@ -167,6 +170,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self._marks: dict[str, tuple[str, int]] = {}
+        self._retired: dict[str, list[str]] = {}  # per sender: streams it moved on from
         self.duplicates = 0
         self.gaps = 0
 
@@ -175,7 +179,14 @@ class Inbox:
         if seq == 0:
             return True
         current = self._marks.get(sender)
+        if stream in self._retired.get(sender, ()):
+            self.duplicates += 1  # a late batch of a stream the sender left: never again
+            return False
         if current is None or (current[0] != stream and seq == 1):
+            if current is not None:
+                retired = self._retired.setdefault(sender, [])
+                retired.append(current[0])
+                del retired[:-8]
             self._marks[sender] = (stream, seq)
             return True
         if current[0] != stream:

@@ -129,6 +129,7 @@ class ClusterForwarder:
 
     def drop_peer(self, node: str) -> None:
         """``node`` left: forget what was still to be sent to it."""
+        self._stalled.pop(node, None)
         box = self.outboxes.pop(node, None)
         if box is not None and box.unacked:
             log_event(log, "warning", "messages to a node that left are dropped",
@@ -175,10 +176,15 @@ class ClusterForwarder:
         """A message on an RPC link (either direction: a core forwards to its replicants
         on their uplinks), or unwrapped from a relay."""
         kind = msg[0]
-        if kind == v1.FORWARD_ACK:
+        if kind == v1.FORWARD_ACK:  # from a v1 peer: on the link the batch went out on
             box = self.outboxes.get(link.peer.name)
             if box is not None:
                 box.ack(msg[1])
+            return
+        if kind == v2.FORWARD_ACK2:
+            box = self.outboxes.get(link.peer.name)
+            if box is not None:
+                box.ack(msg[2], msg[1])
             return
         if kind == v2.RELAY:
             self.service.relay.on_relay(link, msg, self.on_incoming, rpc=True)
@@ -211,4 +217,5 @@ class ClusterForwarder:
         if seq:
             mark = self.inbox.mark(sender, stream)
             if mark:
-                link.send([v1.FORWARD_ACK, mark])
+                link.send([v2.FORWARD_ACK2, stream, mark] if link.peer.version >= v2.VERSION
+                          else [v1.FORWARD_ACK, mark])

@@ -126,8 +126,9 @@ class Relay:
         key = (name, rpc)
         link = self._links.get(key)
         if link is None:
-            if len(self._links) > 4096:
-                self._links.clear()
+            if len(self._links) > 4096:  # forget idle ones (no request waiting on them)
+                for k in [k for k, v in self._links.items() if not v._requests]:
+                    del self._links[k]
             link = self._links[key] = RelayLink(self, name, rpc)
         return link
 
@@ -137,11 +138,25 @@ class Relay:
             if link is not None:
                 link.close("node left")
 
+    def _src_ok(self, sender: str, src: str) -> bool:
+        """Whether ``sender`` (the link's authenticated peer) may hand us a RELAY from
+        ``src``: its own; on a core, from another core, those of a replicant attached to
+        that core; on a replicant, anything from its core (the upstream of everything)."""
+        s = self.s
+        if src == sender:
+            return True
+        if s.uplink is not None:
+            return sender == s.uplink.core
+        return (s.membership.role_of(sender) == "core"
+                and s.topology.core_of(src) == sender)
+
     def on_relay(self, link: Any, msg: list[Any], handler: Handler, rpc: bool
                  ) -> Awaitable[None] | None:
         """A ``RELAY`` arrived on ``link``: pass it on, or unwrap it for ``handler``."""
         _, src, dst, inner = msg
         s = self.s
+        if not self._src_ok(link.peer.name, src):
+            return None  # a node may only relay its own messages or its replicants'
         if dst != s.name:
             if s.uplink is not None:
                 return None  # replicants relay nothing

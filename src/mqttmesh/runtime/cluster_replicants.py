@@ -52,13 +52,26 @@ class CoreReplicants:
         self.s = service
         self.links: dict[str, PeerLink] = {}       # replicant -> its distribution uplink
         self.rpc_links: dict[str, PeerLink] = {}   # replicant -> its RPC uplink
+        self.admitted: dict[str, int] = {}         # replicant -> incarnation we admitted it at
         self.grace: float = float(getattr(service.settings.cluster,
                                           "replicant_route_grace", 900.0))
 
     # -- attach / detach -------------------------------------------------------------------
     def attached(self) -> dict[str, int]:
+        """Our replicants with the incarnation *we* admitted each at: after a failover to
+        another core (a higher incarnation) our report no longer matches, even while the
+        old link has not timed out yet (``Topology`` invariant: one core matches)."""
         m = self.s.membership
-        return {r: m.incarnation(r) for r in self.links if m.is_member(r)}
+        return {r: inc for r, inc in self.admitted.items()
+                if r in self.links and m.is_member(r)}
+
+    def drop_stale(self) -> None:
+        """Close uplinks of replicants that attached elsewhere since (the view holds a
+        higher incarnation than the one we admitted them at)."""
+        m = self.s.membership
+        for name, inc in list(self.admitted.items()):
+            if name in self.links and m.incarnation(name) > inc:
+                self.drop(name, "replicant attached to another core")
 
     def on_attach(self, link: PeerLink, rid: int, args: Any) -> None:
         s = self.s
@@ -78,6 +91,7 @@ class CoreReplicants:
         member = s.membership.admit(name, "replicant", claimed if isinstance(claimed, int)
                                     else 0)
         self.links[name] = link
+        self.admitted[name] = member.incarnation
         s.topology.report(s.name, self.attached())
         s.save_view()
         s.broadcast_view()
@@ -113,6 +127,7 @@ class CoreReplicants:
         if self.links.get(name) is not link:
             return
         del self.links[name]
+        self.admitted.pop(name, None)
         rpc = self.rpc_links.pop(name, None)
         if rpc is not None:
             rpc.close("replicant detached")
@@ -141,14 +156,14 @@ class CoreReplicants:
         s = self.s
         if s.uplink is not None:
             return  # a replicant takes liveness from its core's report (``_on_topology``)
+        self.drop_stale()
         m = s.membership
         now = s.loop.time() if s.loop is not None else 0.0
         for name in m.members_of_role("replicant"):
             if name == s.name:
                 continue
             core = s.topology.core_of(name)
-            up = name in self.links or (core is not None and core != s.name
-                                        and m.is_up(core))
+            up = core == s.name or (core is not None and m.is_up(core))
             if up:
                 self.set_up(name, core or s.name)
             else:
@@ -203,7 +218,8 @@ class CoreReplicants:
             return
         msg = self.topology_msg()
         for link in s.core_links():
-            link.send(msg)
+            if link.peer.version >= v2.VERSION:  # a v1 core would close the link on it
+                link.send(msg)
         for link in list(self.links.values()):
             link.send(msg)
 

@@ -615,8 +615,9 @@ class ClusterService:
                 for peer in self.membership.peers():
                     self.start_peer(peer)
                 self.retained.tick()
-                self.health.autoclean(now)
-                self.health.tick()
+                if self.uplink is None:  # a replicant neither cleans nor heals: it follows
+                    self.health.autoclean(now)
+                    self.health.tick()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     # -- messages between nodes ------------------------------------------------------------
@@ -804,6 +805,7 @@ class ClusterService:
         self.topology.forget(name)
         self.relay.forget(name)
         self._stop_peer(name, "node left")
+        self.forwarder.drop_peer(name)  # (replicants have no _Peer: not done by _stop_peer)
         self.routes.purge(name)
         self.barriers.gone(name)
         self.sessions.node_gone(name)
@@ -817,6 +819,9 @@ class ClusterService:
             link.send(view)
 
     def become_standalone(self, min_incarnation: int = 0) -> None:
+        if self.replicants.links:  # they must not come back to us: we left their cluster
+            inc = max(min_incarnation, self.membership.incarnation(self.name))
+            self.replicants.to_replicants([v1.VIEW, {self.name: [inc, "left", self.role]}])
         self.replicants.drop_all("our core left the cluster")
         self.topology.clear()
         if self.uplink is not None and self.uplink.link is not None:

@@ -86,7 +86,9 @@ def validate(message: list[Any]) -> int:
     Raises:
         FrameError: unknown type or wrong fields.
     """
-    kind = message[0]
+    kind = message[0] if isinstance(message, list) and message else None
+    if type(kind) is not int:
+        raise FrameError(f"not a message: {message!r:.40}")
     shape = _SHAPES.get(kind)
     if shape is None:
         raise FrameError(f"unknown message type {kind}")

@@ -10,6 +10,9 @@ uplink, so a core that speaks only v1 cannot serve replicants.
               ``dst``) -> ``dst``; at most three hops. On the distribution port it carries
               REQUEST / REPLY / ROUTE_ACK / RETAINED / ...; on the RPC port FORWARD and
               FORWARD_ACK (end-to-end acks: the relays keep nothing).
+    FORWARD_ACK2 [16, stream, seq]   (RPC port) FORWARD_ACK naming its stream: acks of a
+              relayed stream may come back on another link than the FORWARD went out on, so
+              a late ack of a restarted stream must not confirm the new one's batches
     TOPOLOGY  [15, core, {replicant: incarnation}, [running node, ...]]
               sent by a core to the other cores and to its replicants on every change and
               every gossip round: the replicants attached to ``core`` now (each with the
@@ -25,17 +28,19 @@ from typing import Any
 from mqttmesh.cluster.wire import v1
 from mqttmesh.cluster.wire.codec import FrameError
 
-__all__ = ["VERSION", "RELAY", "TOPOLOGY", "validate", "MAX_RELAY_HOPS"]
+__all__ = ["VERSION", "RELAY", "TOPOLOGY", "FORWARD_ACK2", "validate", "MAX_RELAY_HOPS"]
 
 VERSION = 2
 
 RELAY = 14
 TOPOLOGY = 15
+FORWARD_ACK2 = 16
 MAX_RELAY_HOPS = 3
 
 _SHAPES: dict[int, tuple[type, ...]] = {
     RELAY: (str, str, list),
     TOPOLOGY: (str, dict, list),
+    FORWARD_ACK2: (str, int),
 }
 
 
@@ -45,7 +50,8 @@ def validate(message: list[Any]) -> int:
     Raises:
         FrameError: unknown type or wrong fields.
     """
-    shape = _SHAPES.get(message[0]) if message else None
+    kind0 = message[0] if isinstance(message, list) and message else None
+    shape = _SHAPES.get(kind0) if type(kind0) is int else None
     if shape is None:
         return v1.validate(message)
     kind = int(message[0])
