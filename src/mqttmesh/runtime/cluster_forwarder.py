@@ -155,6 +155,10 @@ class ClusterForwarder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except Exception:  # a bug here must cost one retry, not the cluster service
+                log.exception("opening an rpc link failed", extra={"kv": {"peer": node}})
+                await asyncio.sleep(2.0)
+                continue
             if link.peer.name != node:
                 link.close("wrong node")
                 await asyncio.sleep(2.0)

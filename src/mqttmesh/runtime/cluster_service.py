@@ -406,6 +406,10 @@ class ClusterService:
                               address=address)
                 await asyncio.sleep(max(backoff, 2.0))
                 continue
+            except Exception:  # a bug here must cost one retry, not the cluster service
+                log.exception("opening a link failed", extra={"kv": {"peer": name}})
+                await asyncio.sleep(2.0)
+                continue
             if link.peer.name != name:
                 log_event(log, "warning", "link refused: another node answers at the address",
                           peer=name, address=address, answered=link.peer.name)

@@ -315,7 +315,9 @@ async def open_link(host: str, port: int, hs: ClientHandshake, local_host: str |
     except ssl.SSLError as exc:
         writer.close()
         raise HandshakeError(f"TLS handshake failed: {_tls_reason(exc)}") from None
-    except (HandshakeError, OSError) as exc:
+    except (HandshakeError, OSError, RuntimeError) as exc:
+        # RuntimeError: uvloop's write on a transport the peer reset right after connect
+        # ("the handler is closed"); an escaped one would take the cluster service down
         writer.close()
         if isinstance(exc, HandshakeError):
             raise
@@ -367,8 +369,9 @@ async def accept_link(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         with contextlib.suppress(Exception):
             writer.close()
         raise
-    except OSError:
-        writer.close()
+    except (OSError, RuntimeError):  # RuntimeError: a write on a transport reset meanwhile
+        with contextlib.suppress(Exception):
+            writer.close()
         raise HandshakeError("connection lost during the handshake") from None
     assert hs.peer is not None
     return PeerLink(reader, writer, decoder, hs.peer, outgoing=False)

@@ -113,7 +113,7 @@ class ReplicantUplink:
         try:
             link = await asyncio.wait_for(
                 s.transport.open_link(name, "dist", hs, s.host), PROBE_TIMEOUT)
-        except (LinkUnreachable, asyncio.TimeoutError, OSError):
+        except (LinkUnreachable, asyncio.TimeoutError, OSError, RuntimeError):
             return None
         except HandshakeError as exc:
             reason = str(exc).removeprefix("refused by peer: ")
