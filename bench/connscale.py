@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402  (bench/run.py: broker start/stop, rlimits, RSS, report helpers)
     BENCH, BUILD, HOST, Broker, Mosquitto, Mqttmesh, NotRunnable, Settings, _children, _kill,
     _on_signal, _spawn, kill_all, machine_info, median, ratio, raise_nofile, rss_bytes,
-    tree_pids, wait_quiet,
+    prepare_brokers, tree_pids, wait_quiet,
 )
 
 CLIENT_SRC = BENCH / "connscale.c"
@@ -471,18 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                         quiet_wait=quiet)
     try:
         build_client()
-        brokers: dict[str, Broker] = {}
-        versions: dict[str, str] = {}
-        unavailable: dict[str, str] = {}
-        for n in names:
-            b = BROKERS[n]()
-            try:
-                b.prepare()
-                versions[n] = b.version()
-                brokers[n] = b
-            except (NotRunnable, subprocess.SubprocessError, OSError) as e:
-                unavailable[n] = str(e)
-                print(f"{n}: not runnable: {e}", flush=True)
+        brokers, versions, unavailable = prepare_brokers(names)
         results: dict[str, list[dict[str, Any]]] = {n: [] for n in brokers}
         for run in range(1, a.runs + 1):
             order = list(brokers) if run % 2 else list(reversed(brokers))

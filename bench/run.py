@@ -943,6 +943,23 @@ def write_report(path: Path, results: dict[str, dict[str, list[dict[str, Any]]]]
 
 
 # ----------------------------------------------------------------------------- main
+
+def prepare_brokers(names: list[str]) -> tuple[dict[str, Broker], dict[str, str], dict[str, str]]:
+    """Prepare each named broker: (runnable brokers, their versions, why others are not)."""
+    brokers: dict[str, Broker] = {}
+    versions: dict[str, str] = {}
+    unavailable: dict[str, str] = {}
+    for n in names:
+        b = BROKERS[n]()
+        try:
+            b.prepare()
+            versions[n] = b.version()
+            brokers[n] = b
+        except (NotRunnable, subprocess.SubprocessError, OSError) as e:
+            unavailable[n] = str(e)
+            print(f"{n}: not runnable: {e}", flush=True)
+    return brokers, versions, unavailable
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 run, shorter durations")
@@ -1002,18 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ".venv/bin/python bench/run.py" + (" " + shlex.join(given) if given else "")
     try:
         build_loadgen()
-        brokers: dict[str, Broker] = {}
-        unavailable: dict[str, str] = {}
-        versions: dict[str, str] = {}
-        for n in names:
-            b = BROKERS[n]()
-            try:
-                b.prepare()
-                versions[n] = b.version()
-                brokers[n] = b
-            except (NotRunnable, subprocess.SubprocessError, OSError) as e:
-                unavailable[n] = str(e)
-                print(f"{n}: not runnable: {e}", flush=True)
+        brokers, versions, unavailable = prepare_brokers(names)
         results: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for run in range(1, st.runs + 1):
             for sc in scenarios:
