@@ -106,3 +106,52 @@ def test_access_built_from_settings(tmp_path):
     with pytest.raises(ConfigError) as info:
         build_access(settings)
     assert info.value.key == "authorization.sources.file.path"
+
+
+def test_full_session_queue_is_logged_with_the_client(tmp_path, monkeypatch, caplog):
+    """max_mqueue_len = 3, an offline persistent session gets 10 QoS 1 messages: 7 are
+    dropped (oldest first), and the node says so, naming the client, within one report
+    interval (shortened here); nothing is said when nothing overflows."""
+    import mqttmesh.runtime.node as node_mod
+
+    monkeypatch.setattr(node_mod, "OVERFLOW_REPORT_INTERVAL", 0.2)
+    node = Node(_settings(tmp_path, extra="mqtt.max_mqueue_len = 3\n"))
+
+    async def raw_connect(port, cid: bytes, clean: bool):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        flags = 0x02 if clean else 0x00
+        body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+        writer.write(bytes([0x10, len(body)]) + body)
+        assert (await reader.readexactly(4))[:2] == b"\x20\x02"
+        return reader, writer
+
+    async def main():
+        task = asyncio.create_task(node.run())
+        await asyncio.wait_for(node.wait_started(), 5)
+        port = node.listeners[0].bound_port
+        reader, writer = await raw_connect(port, b"slowpoke", clean=False)
+        sub = b"\x00\x01" + b"\x00\x01q" + b"\x01"   # packet id 1, filter "q", QoS 1
+        writer.write(bytes([0x82, len(sub)]) + sub)
+        await reader.readexactly(5)  # SUBACK
+        writer.close()               # offline: its session queues
+        await asyncio.sleep(0.1)
+        _, pub = await raw_connect(port, b"pub", clean=True)
+        for i in range(10):
+            body = b"\x00\x01q" + (i + 1).to_bytes(2, "big") + b"m"
+            pub.write(bytes([0x32, len(body)]) + body)
+        await pub.drain()
+        for _ in range(100):
+            if any("message queue full" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(node.stop(), 5)
+        await asyncio.wait_for(task, 1)
+        pub.close()
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(main())
+    reports = [getattr(r, "kv", {}) for r in caplog.records
+               if "message queue full" in r.getMessage()]
+    assert len(reports) == 1, caplog.text
+    assert reports[0]["clients"] == "slowpoke:7" and reports[0]["limit"] == 3
+    assert reports[0]["dropped"] == 7 and reports[0]["sessions"] == 1

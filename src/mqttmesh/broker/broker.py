@@ -77,6 +77,9 @@ class Broker:
         self.sessions = SessionRegistry(self)
         self.channels: set[Channel] = set()
         self.waiting: dict[str, Channel] = {}  # client id -> CONNECT awaiting its session
+        self.queue_overflow: dict[str, int] = {}
+        """client id -> messages dropped since the runtime last took this: its queue was full
+        (``max_mqueue_len``, oldest dropped). The runtime logs and clears it."""
         self.session_connecting: Callable[[str, bool], bool] | None = getattr(
             cluster, "session_connecting", None
         )

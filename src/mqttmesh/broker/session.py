@@ -212,7 +212,10 @@ class Session:
             queue = self.queue = deque()
         elif config.max_mqueue_len and len(queue) >= config.max_mqueue_len:
             queue.popleft()  # drop the oldest
-            self.broker.counters.messages_dropped += 1
+            broker = self.broker
+            broker.counters.messages_dropped += 1
+            overflow = broker.queue_overflow  # reported (logged) by the runtime
+            overflow[self.client_id] = overflow.get(self.client_id, 0) + 1
         queue.append((message, qos, retain, sub_id))
 
     def drain(self, now: float) -> None:

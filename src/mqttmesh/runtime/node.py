@@ -58,6 +58,8 @@ TICK_MAX_INTERVAL = 1.0
 """The broker timer runs at least this often (seconds)."""
 SHUTDOWN_GRACE = 2.0
 """How long stop() waits for client sockets to close before aborting them."""
+OVERFLOW_REPORT_INTERVAL = 10.0
+"""Seconds between two "message queue full" lines (``Node._report_overflow``)."""
 
 
 class ClusterService(Protocol):
@@ -243,6 +245,8 @@ class Node:
         try:
             async with asyncio.TaskGroup() as tg:
                 timer = tg.create_task(self._timer_loop(loop), name="broker-timer")
+                overflow_task = tg.create_task(self._report_overflow(),
+                                               name="queue-overflow-report")
                 sys_task = None
                 sys_settings = getattr(self.settings, "sys_topics", None)
                 interval = getattr(sys_settings, "sys_msg_interval", None)
@@ -265,6 +269,7 @@ class Node:
                 await self._stop_event.wait()
                 await self._shutdown(loop)
                 timer.cancel()
+                overflow_task.cancel()
                 if sys_task is not None:
                     sys_task.cancel()
         finally:
@@ -386,6 +391,23 @@ class Node:
         if self.started_at is None or self._loop is None:
             return 0.0
         return self._loop.time() - self.started_at
+
+    async def _report_overflow(self) -> None:
+        """Say which sessions lost messages to a full queue (``max_mqueue_len``): at most
+        one line per ``every`` seconds, naming the worst clients (the drops are also in
+        ``messages.dropped``)."""
+        while True:
+            every = OVERFLOW_REPORT_INTERVAL
+            await asyncio.sleep(every)
+            overflow = self.broker.queue_overflow if self.broker is not None else None
+            if not overflow:
+                continue
+            self.broker.queue_overflow = {}
+            worst = sorted(overflow.items(), key=lambda kv: -kv[1])[:5]
+            log_event(log, "warning", "message queue full: oldest messages dropped",
+                      node=self.name, sessions=len(overflow), dropped=sum(overflow.values()),
+                      clients=", ".join(f"{cid}:{n}" for cid, n in worst),
+                      limit=self.broker.config.max_mqueue_len, window=f"{every:g}s")
 
     def dropped_backpressure(self) -> int:
         return self.scheduler.dropped_qos0 if self.scheduler is not None else 0
