@@ -13,14 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from mqttmesh.config import load_settings
+from mqttmesh.config import dist_port, load_settings, rpc_port
 from mqttmesh.mgmt.cluster import call_sync
-from tests.cluster.cluster_nodes import ClusterNode, ctl
+from tests.cluster.cluster_nodes import ClusterNode, ctl, retained_on
 from tests.cluster.test_replicants import (
     REPLICANT,
     Maker,
     core_of,
     maker,  # noqa: F401  (fixture)
+    peek,
     start_roles,
     static_config,
     wait_attached,
@@ -29,6 +30,8 @@ from tests.cluster.test_replicants import (
 from tests.helpers import Client
 from tests.helpers.clients import unique
 from tests.helpers.nodes import wait_until
+from tests.helpers.partition import Partitioner
+from tests.helpers.partition import available as partition_available
 
 
 def lookup(node: ClusterNode, client_id: str) -> dict:
@@ -296,3 +299,30 @@ def test_cores_and_replicants_started_together_form_one_cluster(maker: Maker) ->
         node.wait_ready(20)
     wait_converged(nodes, nodes, deadline=40)
     roundtrip(nodes[3], nodes[4])
+
+
+@pytest.mark.skipif(not partition_available(), reason="needs iptables as root")
+def test_retained_written_on_a_detached_replicant_reaches_the_cluster(maker: Maker) -> None:  # noqa: F811
+    """Replicant A is cut from core Y (iptables) and its core X is killed: A is detached. A
+    retained message published on A meanwhile reaches, once the cut heals and A attaches to
+    Y, replicant B (attached to Y all along): Y passes on what A's full set brings."""
+    cores, (ra, rb) = start_roles(maker, 2, 2)
+    x = next(c for c in cores if core_of(c, ra.name) == c.name)
+    y = next(c for c in cores if c is not x)
+    assert core_of(y, rb.name) == y.name
+    topic = unique("detached-retained")
+    ports = sorted({f(n.name) for n in cores + [ra, rb] for f in (dist_port, rpc_port)})
+    with Partitioner(ports) as cut:
+        cut.cut(ra.host, y.host)
+        x.kill()
+        # (not polled with ctl: from 127.0.0.1 it may be cut too, when Y is 127.0.0.1)
+        wait_until(lambda: "core link lost" in ra.log_text(tail=None), 10, interval=0.1,
+                   what=f"{ra.name} detached")
+        pub = Client(ra.port, host=ra.host).connect()
+        pub.publish(topic, b"kept", qos=1, retain=True)
+        pub.close()
+        assert retained_on(rb, topic) is None  # A reaches nobody yet
+        cut.heal()
+    wait_until(lambda: core_of(ra, ra.name) == y.name, 20, what=f"{ra.name} attached to Y")
+    wait_until(lambda: retained_on(rb, topic) == b"kept", 10,
+               what="the retained message on B")

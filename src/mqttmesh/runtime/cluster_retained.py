@@ -98,8 +98,10 @@ class RetainedReplicator:
         self._scheduled = False
         batch, self._pending = self._pending, []
         if batch:
+            s = self.service
             msg = [v1.RETAINED, batch]
-            for link in self.service.up_links():
+            # a replicant tells its core only, which passes on what wins (``on_message``)
+            for link in (s.stream_links() if s.uplink is not None else s.up_links()):
                 link.send(msg)
 
     def full_set(self) -> list[Any]:
@@ -122,6 +124,11 @@ class RetainedReplicator:
         """RETAINED from a member: apply what wins."""
         store = self._store()
         now = asyncio.get_running_loop().time()
+        s = self.service
+        # from one of our replicants (its writes, or its full set after it was detached):
+        # what wins here goes on to every other node, as the replicant reaches only us
+        relay = s.uplink is None and s.replicants.links.get(link.peer.name) is link
+        won: list[Any] = []
         for item in items:
             if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)
                     and isinstance(item[1], int) and isinstance(item[2], str)):
@@ -132,6 +139,8 @@ class RetainedReplicator:
             deleted = encoded is None
             if not self.versions.remote(topic, (ms, origin), deleted) or store is None:
                 continue
+            if relay:
+                won.append(item)
             if deleted:
                 store.delete(topic)
                 self._persist(topic, (ms, origin), None)
@@ -144,6 +153,11 @@ class RetainedReplicator:
                 message.retain = True
                 store.set(message)
                 self._persist(topic, (ms, origin), encoded)
+        if won:
+            msg = [v1.RETAINED, won]
+            for other in s.up_links():
+                if other.peer.name != link.peer.name:
+                    other.send(msg)
 
     def wipe(self) -> int:
         """Forget every retained message (this node joins a cluster); returns how many."""
