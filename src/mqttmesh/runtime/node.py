@@ -299,10 +299,7 @@ class Node:
         try:
             await server.start()
         except ListenerBindError as exc:
-            log_event(log, "error", "listener cannot bind", listener=exc.listener,
-                      address=exc.address, reason=exc.reason)
-            for started in self.listeners:
-                started.stop_accepting()
+            self._bind_failed(exc)
             raise
         self.http = server
         log_event(log, "info", "http listener started", listener="http:dashboard",
@@ -319,12 +316,16 @@ class Node:
             try:
                 await listener.start()
             except ListenerBindError as exc:
-                log_event(log, "error", "listener cannot bind", listener=exc.listener,
-                          address=exc.address, reason=exc.reason)
-                for started in self.listeners:
-                    started.stop_accepting()
+                self._bind_failed(exc)
                 raise
             self.listeners.append(listener)
+
+    def _bind_failed(self, exc: ListenerBindError) -> None:
+        """A listener could not bind: say which and where, stop the ones already bound."""
+        log_event(log, "error", "listener cannot bind", listener=exc.listener,
+                  address=exc.address, reason=exc.reason)
+        for started in self.listeners:
+            started.stop_accepting()
 
     async def _timer_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         broker = self.broker
