@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402  (bench/run.py: broker start/stop, rlimits, RSS, report helpers)
     BENCH, BUILD, HOST, Broker, Mosquitto, Mqttmesh, NotRunnable, Settings, _children, _kill,
     _on_signal, _spawn, kill_all, machine_info, median, ratio, raise_nofile, rss_bytes,
-    prepare_brokers, tree_pids, wait_quiet,
+    build_c, prepare_brokers, tree_pids, wait_quiet,
 )
 
 CLIENT_SRC = BENCH / "connscale.c"
@@ -64,12 +64,7 @@ BROKERS = {"mqttmesh": ConnscaleMqttmesh, "mosquitto": connscale_mosquitto}
 
 # ----------------------------------------------------------------------------- helpers
 def build_client() -> None:
-    BUILD.mkdir(exist_ok=True)
-    if CLIENT.exists() and CLIENT.stat().st_mtime >= CLIENT_SRC.stat().st_mtime:
-        return
-    cmd = ["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-o", str(CLIENT), str(CLIENT_SRC)]
-    print("building client:", shlex.join(cmd), flush=True)
-    subprocess.run(cmd, check=True, timeout=120)
+    build_c(CLIENT_SRC, CLIENT, "client")
 
 
 class JsonLines:

@@ -350,13 +350,29 @@ BROKERS: dict[str, type[Broker]] = {"mqttmesh": Mqttmesh, "mosquitto": Mosquitto
 
 
 # ----------------------------------------------------------------------------- loadgen
-def build_loadgen() -> None:
+def build_c(src: Path, out: Path, what: str) -> None:
+    """Compile ``src`` into ``out`` with gcc unless ``out`` is newer."""
     BUILD.mkdir(exist_ok=True)
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return
-    cmd = ["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-o", str(LOADGEN), str(LOADGEN_SRC)]
-    print("building loadgen:", shlex.join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    cmd = ["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-o", str(out), str(src)]
+    print(f"building {what}:", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True, timeout=120)
+
+
+def build_loadgen() -> None:
+    build_c(LOADGEN_SRC, LOADGEN, "loadgen")
+
+
+def ctl_status_json(cmd: list[str], **kw: Any) -> dict[str, Any]:
+    """Run a ``ctl cluster status --json`` command line; its JSON, or {"error": ...}."""
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode:
+        return {"error": (r.stderr or r.stdout).strip()[-300:]}
+    try:
+        return dict(json.loads(r.stdout))
+    except json.JSONDecodeError:
+        return {"error": "not JSON: " + r.stdout[-300:]}
 
 
 def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
@@ -585,15 +601,8 @@ class MqttmeshClusterNode(Mqttmesh):
 
     def status(self) -> dict[str, Any]:
         assert self.conf is not None
-        r = subprocess.run([str(MQTTMESH_PY), "-m", "mqttmesh", "-c", str(self.conf), "ctl",
-                            "cluster", "status", "--json"], capture_output=True, text=True,
-                           timeout=30, env=clean_env())
-        if r.returncode:
-            return {"error": (r.stderr or r.stdout).strip()[-300:]}
-        try:
-            return dict(json.loads(r.stdout))
-        except json.JSONDecodeError:
-            return {"error": "not JSON: " + r.stdout[-300:]}
+        return ctl_status_json([str(MQTTMESH_PY), "-m", "mqttmesh", "-c", str(self.conf), "ctl",
+                                "cluster", "status", "--json"], timeout=30, env=clean_env())
 
 
 def cluster_scenario(st: Settings) -> dict[str, Any]:

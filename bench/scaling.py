@@ -221,15 +221,9 @@ def converged(nodes: list[Node], last: list[Any] | None = None) -> bool:
 
 def ctl_status_cli(node: Node) -> dict[str, Any]:
     """`python -m mqttmesh ctl cluster status --json` exactly as a user runs it."""
-    r = subprocess.run([str(MQTTMESH_PY), "-m", "mqttmesh", "ctl", "cluster", "status", "--json"],
-                       capture_output=True, text=True, timeout=60, cwd=node.workdir,
-                       env={**clean_env(), **node.environment()})
-    if r.returncode:
-        return {"error": (r.stderr or r.stdout).strip()[-300:]}
-    try:
-        return dict(json.loads(r.stdout))
-    except json.JSONDecodeError:
-        return {"error": "not JSON: " + r.stdout[-300:]}
+    return brun.ctl_status_json(
+        [str(MQTTMESH_PY), "-m", "mqttmesh", "ctl", "cluster", "status", "--json"],
+        timeout=60, cwd=node.workdir, env={**clean_env(), **node.environment()})
 
 
 class Cluster:

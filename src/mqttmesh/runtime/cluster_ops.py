@@ -114,9 +114,7 @@ class ClusterOps:
         m = s.membership
         status = m.status()
         running = set(status.running_nodes)
-        attachments = s.topology.attachments()
-        if s.uplink is not None and s.uplink.core is not None:
-            attachments[s.name] = s.uplink.core
+        attachments = self._attachments()
         nodes = []
         for name in m.members():
             role = m.role_of(name)
@@ -127,12 +125,18 @@ class ClusterOps:
                 "stopped_nodes": list(status.stopped_nodes),
                 "nodes": nodes}
 
-    def op_topology(self) -> list[dict[str, Any]]:
-        """EMQX 5 ``GET /cluster/topology``: each core with the replicants following it."""
+    def _attachments(self) -> dict[str, str]:
+        """Replicant -> the core it follows (this node's own uplink included)."""
         s = self.s
         attachments = s.topology.attachments()
         if s.uplink is not None and s.uplink.core is not None:
             attachments[s.name] = s.uplink.core
+        return attachments
+
+    def op_topology(self) -> list[dict[str, Any]]:
+        """EMQX 5 ``GET /cluster/topology``: each core with the replicants following it."""
+        s = self.s
+        attachments = self._attachments()
         return [{"core_node": core,
                  "replicant_nodes": [{"node": r} for r, c in sorted(attachments.items())
                                      if c == core]}

@@ -28,14 +28,13 @@ from typing import Any
 from mqttmesh.cluster.wire import v1
 from mqttmesh.cluster.wire.codec import FrameError
 
-__all__ = ["VERSION", "RELAY", "TOPOLOGY", "FORWARD_ACK2", "validate", "MAX_RELAY_HOPS"]
+__all__ = ["VERSION", "RELAY", "TOPOLOGY", "FORWARD_ACK2", "validate"]
 
 VERSION = 2
 
 RELAY = 14
 TOPOLOGY = 15
 FORWARD_ACK2 = 16
-MAX_RELAY_HOPS = 3
 
 _SHAPES: dict[int, tuple[type, ...]] = {
     RELAY: (str, str, list),
